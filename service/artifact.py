@@ -1,0 +1,175 @@
+"""The model artifact: the only seam between training and service.
+
+An artifact is a folder holding ``encoder.onnx``, ``decoder.onnx`` and ``manifest.json``. This module owns
+the manifest's schema; ``training`` imports it to write manifests, ``service`` to read them. It depends on
+pydantic alone, so both halves can import it.
+
+Tensor contract of the ONNX files:
+  encoder: ``image`` (B, C, H, W) float32 in [0, 1]  ->  ``mu`` (B, d), ``logvar`` (B, d)
+  decoder: ``z`` (B, d) float32                      ->  ``image`` (B, C, H, W) float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+
+FactorValue = float | str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FactorSpec(_Strict):
+    """One ground-truth factor of variation and the exact values it takes in the dataset."""
+
+    name: str
+    values: list[FactorValue] = Field(min_length=1)
+
+    @property
+    def categorical(self) -> bool:
+        return any(isinstance(v, str) for v in self.values)
+
+
+class DatasetInfo(_Strict):
+    name: str
+    factors: list[FactorSpec] = Field(default_factory=list)
+    size: int | None = Field(default=None, ge=1, description="number of distinct images, when finite")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class LatentStat(_Strict):
+    """Statistics of the encoder mean over a sample of the training data, for one latent dimension."""
+
+    index: int = Field(ge=0)
+    mean: float
+    std: float = Field(ge=0)
+    kl: float = Field(ge=0, description="average KL(q(z_j|x) || N(0, 1)) in nats")
+    active: bool
+
+
+class OnnxFile(_Strict):
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TrainingInfo(_Strict):
+    steps: int = Field(ge=0)
+    images_seen: int = Field(ge=0)
+    wall_time_s: float = Field(ge=0)
+    device: str
+    precision: str
+    final_terms: dict[str, float] = Field(default_factory=dict)
+
+
+class FactorCalibration(_Strict):
+    """How one named factor maps onto the latent space.
+
+    ``dims`` are the latent dimensions that carry the factor (by mutual information); ``codes[i]`` holds, for
+    ``values[i]``, the latent values on ``dims`` that produce it (the conditional mean of mu).
+    """
+
+    name: str
+    values: list[FactorValue] = Field(min_length=1)
+    dims: list[int]
+    codes: list[list[float]]
+
+    @model_validator(mode="after")
+    def _codes_match(self) -> FactorCalibration:
+        if len(self.codes) != len(self.values):
+            raise ValueError(f"codes has {len(self.codes)} rows, expected one per value ({len(self.values)})")
+        for row in self.codes:
+            if len(row) != len(self.dims):
+                raise ValueError(f"a code row has {len(row)} entries, expected one per dim ({len(self.dims)})")
+        return self
+
+
+class Calibration(_Strict):
+    """Turns named factor values into a latent vector: start from ``base``, then set each factor's dims."""
+
+    base: list[float]
+    factors: list[FactorCalibration]
+    agreement: dict[str, float] = Field(default_factory=dict, description="decoded vs ground-truth render")
+    recovery: dict[str, float] = Field(default_factory=dict, description="per factor, how often re-encoding finds it")
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    objective: Literal["ae", "vae", "beta_vae", "beta_tcvae"]
+    architecture: Literal["conv", "mlp"]
+    likelihood: Literal["bernoulli", "gaussian"]
+    hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    dataset: DatasetInfo
+    latent_dim: int = Field(ge=1, le=1024)
+    image_shape: tuple[int, int, int] = Field(description="(C, H, W)")
+    latent_stats: list[LatentStat]
+    training: TrainingInfo
+    files: dict[Literal["encoder", "decoder"], OnnxFile]
+    code_version: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    metrics: dict[str, float | int | str] = Field(default_factory=dict)
+    calibration: Calibration | None = None
+
+    @field_validator("image_shape")
+    @classmethod
+    def _channels(cls, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = shape
+        if c not in (1, 3) or h < 1 or w < 1:
+            raise ValueError(f"image_shape must be (1 or 3, H, W), got {shape}")
+        return shape
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if len(self.latent_stats) != self.latent_dim:
+            raise ValueError(f"latent_stats has {len(self.latent_stats)} entries, latent_dim is {self.latent_dim}")
+        if set(self.files) != {"encoder", "decoder"}:
+            raise ValueError("files must name both 'encoder' and 'decoder'")
+        for stat in self.latent_stats:
+            if not all(math.isfinite(v) for v in (stat.mean, stat.std, stat.kl)):
+                raise ValueError(f"latent_stats[{stat.index}] holds a non-finite value")
+        if self.calibration is not None:
+            if len(self.calibration.base) != self.latent_dim:
+                raise ValueError("calibration.base must have latent_dim entries")
+            for factor in self.calibration.factors:
+                if any(not 0 <= d < self.latent_dim for d in factor.dims):
+                    raise ValueError(f"calibration of {factor.name!r} names a dim outside [0, {self.latent_dim})")
+        return self
+
+    @property
+    def active_dims(self) -> list[int]:
+        """Active dimensions, most informative (highest KL) first."""
+        ranked = sorted(self.latent_stats, key=lambda s: -s.kl)
+        return [s.index for s in ranked if s.active]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> Manifest:
+    return Manifest.model_validate_json((folder / MANIFEST_NAME).read_text())
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
+    """Write atomically, so a reader never sees half a manifest."""
+    target = folder / MANIFEST_NAME
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n")
+    tmp.replace(target)
+    return target
