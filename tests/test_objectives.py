@@ -1,0 +1,120 @@
+"""The estimator math of training/objectives.py, checked on cases small enough to compute by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from training.objectives import (
+    ObjectiveConfig,
+    capacity,
+    compute_loss,
+    kl_per_dim,
+    mss_log_weights,
+    tc_decomposition,
+)
+
+
+@pytest.mark.parametrize(("batch", "dataset_size"), [(3, 10), (5, 7), (64, 737_280), (256, 1000)])
+def test_every_row_of_the_mss_weights_sums_to_one(batch: int, dataset_size: int) -> None:
+    weights = mss_log_weights(batch, dataset_size).exp()
+    torch.testing.assert_close(weights.sum(1), torch.ones(batch, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_mss_puts_one_over_n_on_the_diagonal() -> None:
+    n, batch = 100, 6
+    weights = mss_log_weights(batch, n).exp()
+    torch.testing.assert_close(weights.diagonal(), torch.full((batch,), 1 / n, dtype=torch.float64))
+    # Exactly one other entry per row carries the stratum weight (N - M) / (N M), M = B - 1.
+    m = batch - 1
+    strat = (weights - (n - m) / (n * m)).abs() < 1e-15
+    assert strat.sum(1).tolist() == [1] * batch
+
+
+def test_mss_with_the_whole_dataset_in_the_batch_is_unbiased() -> None:
+    """With B = N + 1 impossible, take N = B: the weights then average q(z|n) over the whole dataset,
+    except that one row element carries (N - M)/(N M) = 1/(N(N-1)); the estimate of q(z) must still be a
+    convex combination, i.e. lie between the smallest and largest q(z|n)."""
+    torch.manual_seed(0)
+    batch = 8
+    mu, logvar = torch.randn(batch, 3), torch.randn(batch, 3) * 0.1
+    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    log_w = mss_log_weights(batch, batch + 1)
+    from training.objectives import gaussian_log_density
+
+    pair = gaussian_log_density(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0)).sum(2).double()
+    estimate = torch.logsumexp(log_w + pair, 1)
+    assert torch.all(estimate <= pair.max(1).values + 1e-9)
+    assert torch.all(estimate >= pair.min(1).values - 1e-9)
+
+
+@pytest.mark.parametrize("estimator", ["mss", "mws"])
+def test_mi_tc_and_dimensionwise_kl_add_up_to_the_kl_term(estimator: str) -> None:
+    """MI + TC + dwKL telescopes to E[log q(z|x) - log p(z)], a Monte Carlo estimate of the average KL.
+    Averaged over many draws of z for a small batch it must match the closed-form KL."""
+    gen = torch.Generator().manual_seed(0)
+    batch, dims, draws = 16, 4, 4000
+    mu = torch.randn(batch, dims, generator=gen)
+    logvar = torch.randn(batch, dims, generator=gen) * 0.3 - 1
+    closed_form = kl_per_dim(mu, logvar).sum()
+    total = torch.zeros(())
+    for _ in range(draws):
+        z = mu + torch.randn(batch, dims, generator=gen) * (0.5 * logvar).exp()
+        parts = tc_decomposition(z, mu, logvar, dataset_size=1000, estimator=estimator)  # type: ignore[arg-type]
+        total += parts["mi"] + parts["tc"] + parts["dwkl"]
+    monte_carlo = total / draws
+    assert abs(float(monte_carlo - closed_form)) < 0.02 * float(closed_form)
+
+
+def test_total_correlation_matches_the_gaussian_closed_form() -> None:
+    """Aggregate posteriors that are Gaussian have TC = -1/2 log(1 - rho^2) in two dimensions."""
+    gen = torch.Generator().manual_seed(1)
+    batch, sigma = 512, 0.2
+    logvar = torch.full((batch, 2), math.log(sigma**2))
+    independent = torch.randn(batch, 2, generator=gen)
+    shared = torch.randn(batch, 1, generator=gen)
+    coupled = torch.cat([shared, shared + 0.05 * torch.randn(batch, 1, generator=gen)], 1)
+    rho = 1 / math.sqrt((1 + sigma**2) * (1 + 0.05**2 + sigma**2))
+    for means, expected in ((independent, 0.0), (coupled, -0.5 * math.log(1 - rho**2))):
+        z = means + sigma * torch.randn(batch, 2, generator=gen)
+        tc = float(tc_decomposition(z, means, logvar, batch, "mss")["tc"])
+        assert abs(tc - expected) < 0.1, (tc, expected)
+
+
+def test_kl_per_dim_matches_the_closed_form() -> None:
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(4.0)]])
+    expected = torch.tensor([0.5, 0.5 * (4.0 - math.log(4.0) - 1)])
+    torch.testing.assert_close(kl_per_dim(mu, logvar), expected)
+
+
+def test_capacity_grows_linearly_to_its_maximum() -> None:
+    cfg = ObjectiveConfig(name="beta_vae", capacity_max=25.0, capacity_steps=100)
+    assert [capacity(s, cfg) for s in (0, 50, 100, 1000)] == [0.0, 12.5, 25.0, 25.0]
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "beta_vae", "beta_tcvae"])
+def test_every_objective_returns_a_finite_loss_and_its_named_terms(name: str) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 64, 64).round()
+    mu, logvar = torch.randn(8, 10), torch.randn(8, 10) * 0.1
+    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    logits = torch.randn(8, 1, 64, 64, requires_grad=True)
+    cfg = ObjectiveConfig(name=name, beta=4.0, dataset_size=1000)  # type: ignore[arg-type]
+    loss, terms = compute_loss(cfg, x, mu, logvar, z, logits, step=10)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert logits.grad is not None
+    expected = {"ae": {"loss", "recon"}, "vae": {"loss", "recon", "kl"}, "beta_vae": {"loss", "recon", "kl"}}
+    assert set(terms) == expected.get(name, {"loss", "recon", "kl", "mi", "tc", "dwkl"})
+    if name == "beta_vae":
+        torch.testing.assert_close(terms["loss"], terms["recon"] + 4.0 * terms["kl"])
+
+
+def test_bad_objective_settings_are_rejected_with_the_valid_choices() -> None:
+    with pytest.raises(ValueError, match="objective must be one of"):
+        ObjectiveConfig(name="vq")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="MSS needs"):
+        mss_log_weights(2, 100)

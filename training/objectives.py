@@ -1,0 +1,166 @@
+"""Training objectives of the VAE family; each returns the loss and every term by name.
+
+  ae          recon
+  vae         recon + KL                                         (Kingma & Welling 2014)
+  beta_vae    recon + beta * KL                                  (Higgins et al. 2017)
+              recon + gamma * |KL - C(step)|, C: 0 -> C_max      (Burgess et al. 2018, eq. 8)
+  beta_tcvae  recon + alpha * MI + beta * TC + gamma * dwKL      (Chen et al. 2018, eq. 4)
+
+All terms are per image: summed over pixels or latent dimensions, averaged over the batch, in nats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+ObjectiveName = Literal["ae", "vae", "beta_vae", "beta_tcvae"]
+Likelihood = Literal["bernoulli", "gaussian"]
+Estimator = Literal["mws", "mss"]
+OBJECTIVES: tuple[str, ...] = ("ae", "vae", "beta_vae", "beta_tcvae")
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: ObjectiveName = "vae"
+    likelihood: Likelihood = "bernoulli"
+    beta: float = 1.0
+    # beta_vae with capacity annealing (used when capacity_max > 0): gamma * |KL - C|.
+    capacity_max: float = 0.0
+    capacity_steps: int = 100_000
+    capacity_gamma: float = 1000.0
+    # beta_tcvae: weights of index-code MI (alpha) and dimension-wise KL (gamma); beta weighs TC.
+    alpha: float = 1.0
+    gamma: float = 1.0
+    estimator: Estimator = "mss"
+    dataset_size: int = 737_280
+    # Linear warm-up of the regulariser weight from 0 to 1, against the collapse to the mean image early on.
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        if self.estimator not in ("mws", "mss"):
+            raise ValueError(f"estimator must be 'mws' or 'mss', got {self.estimator!r}")
+
+
+def reconstruction(logits: torch.Tensor, x: torch.Tensor, likelihood: Likelihood) -> torch.Tensor:
+    """Negative log-likelihood per image. Bernoulli: BCE with logits. Gaussian: squared error of the mean
+    (unit variance, constants dropped), the mean being sigmoid(logits) so decoded images stay in [0, 1]."""
+    logits = logits.float()  # the loss stays in fp32 under bf16 autocast
+    if likelihood == "bernoulli":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    else:
+        per_pixel = (torch.sigmoid(logits) - x).pow(2)
+    return per_pixel.flatten(1).sum(1).mean()
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) per dimension, averaged over the batch: (B, d) -> (d,).
+    Kingma & Welling 2014, appendix B."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(0)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(z; mu, exp(logvar))."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
+
+
+def mss_log_weights(batch_size: int, dataset_size: int) -> torch.Tensor:
+    """Log importance weights of minibatch stratified sampling, Chen et al. 2018, appendix C.2.
+
+    For the sample z_i drawn from x_i, q(z_i) = (1/N) sum_n q(z_i|n) is estimated from the batch: x_i itself
+    has weight 1/N, and the other M = B - 1 points stand for the remaining N - 1 images: M - 1 of them with
+    weight 1/M and one with (N - M) / (N M). Every row sums to 1 exactly. (The matrix copied across popular
+    repositories puts 1/N on column 0 instead of the diagonal, and one of its rows sums to about 1 + 1/M.)
+    """
+    n, m = dataset_size, batch_size - 1
+    if m < 2 or n <= m:
+        raise ValueError(f"MSS needs 3 <= batch_size <= dataset_size, got batch {batch_size}, N {dataset_size}")
+    weights = torch.full((batch_size, batch_size), 1.0 / m, dtype=torch.float64)
+    rows = torch.arange(batch_size)
+    weights[rows, rows] = 1.0 / n
+    weights[rows, (rows + 1) % batch_size] = (n - m) / (n * m)
+    return weights.log()
+
+
+def tc_decomposition(
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    dataset_size: int,
+    estimator: Estimator,
+) -> dict[str, torch.Tensor]:
+    """Index-code MI, total correlation and dimension-wise KL, Chen et al. 2018, eq. 2-4.
+
+    With log q(z) and log q(z_j) estimated over the minibatch, the three terms telescope to
+    E[log q(z|x) - log p(z)], a Monte Carlo estimate of the KL term.
+    """
+    z, mu, logvar = z.float(), mu.float(), logvar.float()
+    batch = z.shape[0]
+    log_qz_given_x = gaussian_log_density(z, mu, logvar).sum(1)  # (B,)
+    log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)  # (B,)
+    # log q(z_i,j | x_k) for every pair (i, k) and dimension j.
+    pairwise = gaussian_log_density(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0))  # (B, B, d)
+    if estimator == "mws":
+        # Minibatch weighted sampling, Chen et al. 2018, eq. S6: weight 1 / (N M) on every pair.
+        log_w = torch.full((batch, batch), -math.log(dataset_size * batch), device=z.device)
+    else:
+        log_w = mss_log_weights(batch, dataset_size).to(device=z.device, dtype=z.dtype)
+    log_qz = torch.logsumexp(log_w + pairwise.sum(2), dim=1)  # (B,)
+    log_qz_marginals = torch.logsumexp(log_w.unsqueeze(2) + pairwise, dim=1).sum(1)  # (B,)
+    return {
+        "mi": (log_qz_given_x - log_qz).mean(),
+        "tc": (log_qz - log_qz_marginals).mean(),
+        "dwkl": (log_qz_marginals - log_pz).mean(),
+    }
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+
+
+def capacity(step: int, cfg: ObjectiveConfig) -> float:
+    """Burgess et al. 2018, section 5: the KL target C grows linearly from 0 to C_max."""
+    return cfg.capacity_max * min(1.0, step / max(1, cfg.capacity_steps))
+
+
+def compute_loss(
+    cfg: ObjectiveConfig,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    z: torch.Tensor,
+    logits: torch.Tensor,
+    step: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss for one batch and its named terms, detached (converting them to floats here would make the
+    GPU wait on every step; the loop converts them only when it logs)."""
+    recon = reconstruction(logits, x, cfg.likelihood)
+    if cfg.name == "ae":
+        return recon, {"loss": recon.detach(), "recon": recon.detach()}
+
+    kl = kl_per_dim(mu.float(), logvar.float()).sum()
+    ramp = warmup_factor(step, cfg.warmup_steps)
+    terms: dict[str, torch.Tensor] = {"recon": recon, "kl": kl}
+    if cfg.name == "vae":
+        loss = recon + ramp * kl
+    elif cfg.name == "beta_vae" and cfg.capacity_max > 0:
+        target = capacity(step, cfg)
+        terms["capacity"] = torch.tensor(target)
+        loss = recon + ramp * cfg.capacity_gamma * (kl - target).abs()
+    elif cfg.name == "beta_vae":
+        loss = recon + ramp * cfg.beta * kl
+    else:
+        parts = tc_decomposition(z, mu, logvar, cfg.dataset_size, cfg.estimator)
+        terms.update(parts)
+        loss = recon + ramp * (cfg.alpha * parts["mi"] + cfg.beta * parts["tc"] + cfg.gamma * parts["dwkl"])
+    terms["loss"] = loss
+    return loss, {k: v.detach() for k, v in terms.items()}
