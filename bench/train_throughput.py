@@ -1,0 +1,112 @@
+"""Training throughput: our loop against a bare PyTorch loop, and the render rate against consumption.
+
+    python bench/train_throughput.py                 # conv and MLP, fp32 and bf16 where the CPU has it
+    python bench/train_throughput.py --steps 300 --arch conv --precision bf16
+
+Both loops train the same model on the same batches with the same loss; the bare loop has the batches
+rendered in memory beforehand and does nothing but forward, backward and step. Goals: ours / bare >= 0.9,
+and the dataset renders >= 10x the images per second that training consumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.data import get_dataset
+from training.models import VAE
+from training.objectives import compute_loss
+from training.train import LOG, TrainConfig, bf16_supported, make_optimizer, train
+
+
+def bare_loop(cfg: TrainConfig, batches: list[torch.Tensor], warmup: int) -> float:
+    """Images/s of forward + loss + backward + step over pre-rendered batches, after ``warmup`` steps."""
+    torch.manual_seed(cfg.seed)
+    model = VAE(cfg.architecture, 1, cfg.latent_dim, deterministic=cfg.objective == "ae")  # type: ignore[arg-type]
+    opt = make_optimizer(model.parameters(), cfg.lr)
+    objective = cfg.objective_config(737_280)
+    autocast: AbstractContextManager = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
+    )
+    start = 0.0
+    for step, x in enumerate(batches):
+        if step == warmup:
+            start = time.perf_counter()
+        with autocast:
+            mu, logvar, z, logits = model(x)
+        loss, _ = compute_loss(objective, x, mu, logvar, z, logits, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (len(batches) - warmup) * cfg.batch_size / (time.perf_counter() - start)
+
+
+def our_loop(cfg: TrainConfig, warmup: int) -> float:
+    """Images/s from our loop's own log, leaving out the windows that cover the warm-up."""
+    run_dir = train(cfg)
+    records = [json.loads(line) for line in (run_dir / LOG).open()]
+    steady = [r for r in records if r["step"] > warmup]
+    seconds = sum(cfg.log_every * cfg.batch_size / r["images_per_s"] for r in steady)
+    return len(steady) * cfg.log_every * cfg.batch_size / seconds
+
+
+def render_rate(dataset_name: str, batch_size: int, repeats: int = 200) -> float:
+    dataset = get_dataset(dataset_name)
+    rng = np.random.default_rng(0)
+    indices = [rng.integers(0, len(dataset), size=batch_size) for _ in range(repeats)]
+    dataset.images(indices[0])
+    start = time.perf_counter()
+    for batch in indices:
+        dataset.images(batch)
+    return repeats * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--arch", choices=["conv", "mlp"], action="append")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], action="append")
+    parser.add_argument("--objective", default="beta_tcvae")
+    args = parser.parse_args()
+    archs = args.arch or ["conv", "mlp"]
+    precisions = args.precision or (["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"])
+
+    dataset = get_dataset("dsprites")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"{args.steps} steps ({args.warmup} warm-up), objective {args.objective}")  # fmt: skip
+    print(f"{'model':<6} {'precision':<9} {'bare img/s':>10} {'ours img/s':>10} {'ours/bare':>9}")
+    consumed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in archs:
+            for precision in precisions:
+                cfg = TrainConfig(
+                    name=f"{arch}-{precision}", architecture=arch, precision=precision, objective=args.objective,
+                    beta=6.0, batch_size=args.batch_size, steps=args.steps, log_every=20,
+                    checkpoint_every=args.steps, out_dir=str(Path(tmp) / "runs"),
+                )  # fmt: skip
+                rng = np.random.default_rng([cfg.seed, 0])
+                batches = [
+                    torch.from_numpy(dataset.images(rng.integers(0, len(dataset), size=cfg.batch_size)))
+                    for _ in range(args.steps)
+                ]
+                bare = bare_loop(cfg, batches, args.warmup)
+                ours = our_loop(cfg, args.warmup)
+                consumed.append(ours)
+                print(f"{arch:<6} {precision:<9} {bare:>10.0f} {ours:>10.0f} {ours / bare:>9.2f}")
+
+    for name in ("dsprites", "digits"):
+        rate = render_rate(name, args.batch_size)
+        print(f"render {name}: {rate:,.0f} img/s = {rate / max(consumed):.1f}x the fastest training loop above")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Export a trained model to the artifact the service loads: encoder.onnx, decoder.onnx, manifest.json.
+
+    disentangle-train export runs/smoke --out models/smoke
+
+The export runs both ONNX files in onnxruntime against torch on a real batch and refuses to write an
+artifact whose outputs differ by more than 1e-4. It writes into a temporary folder and swaps it in only
+when everything passed, so an existing artifact is never left half-overwritten.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service.artifact import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    LatentStat,
+    Manifest,
+    OnnxFile,
+    TrainingInfo,
+    sha256_of,
+    write_manifest,
+)
+from training.data import get_dataset
+from training.data.base import ImageDataset
+from training.models import VAE
+from training.objectives import kl_per_dim
+from training.train import CHECKPOINT, TrainConfig, build_model, final_terms, load_checkpoint
+
+PARITY_TOLERANCE = 1e-4
+# A dimension is active when its average KL to the prior exceeds this many nats (an AE, whose logvar is
+# reported as 0, gets KL = E[mu^2] / 2, so the same rule ranks its dimensions by spread).
+ACTIVE_KL_NATS = 0.01
+STATS_SAMPLES = 4096
+OPSET = 17
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+class _Encoder(nn.Module):
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(image)
+
+
+class _Decoder(nn.Module):
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model.decode(z))
+
+
+def code_version() -> str:
+    try:
+        base = version("disentangle")
+    except PackageNotFoundError:
+        base = "0+unknown"
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True, cwd=Path(__file__).parent, timeout=5,
+        ).stdout.strip()  # fmt: skip
+        return f"{base}+g{sha}"
+    except (OSError, subprocess.SubprocessError):
+        return base
+
+
+def sample_images(dataset: ImageDataset, n: int, seed: int = 1234) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return dataset.images(rng.integers(0, len(dataset), size=min(n, len(dataset))))  # (n, C, H, W)
+
+
+@torch.no_grad()
+def latent_stats(model: VAE, images: np.ndarray, chunk: int = 512) -> list[LatentStat]:
+    mus, logvars = [], []
+    for start in range(0, len(images), chunk):
+        mu, logvar = model.encode(torch.from_numpy(images[start : start + chunk]))
+        mus.append(mu)
+        logvars.append(logvar)
+    mu, logvar = torch.cat(mus), torch.cat(logvars)  # (N, d)
+    kl = kl_per_dim(mu, logvar)
+    return [
+        LatentStat(
+            index=j,
+            mean=float(mu[:, j].mean()),
+            std=float(mu[:, j].std()),
+            kl=float(kl[j]),
+            active=bool(kl[j] > ACTIVE_KL_NATS),
+        )
+        for j in range(mu.shape[1])
+    ]
+
+
+def _onnx_export(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
+    dynamic = {name: {0: "batch"} for name in inputs + outputs}
+    # The TorchScript exporter needs only the `onnx` package; the dynamo exporter would add onnxscript.
+    torch.onnx.export(
+        module, (example,), str(path), input_names=inputs, output_names=outputs,
+        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+    )  # fmt: skip
+
+
+def check_parity(model: VAE, folder: Path, images: np.ndarray) -> float:
+    """Max abs difference between torch and onnxruntime over encoder and decoder on a real batch."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=["CPUExecutionProvider"])
+    decoder = ort.InferenceSession(str(folder / DECODER_FILE), options, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        mu, logvar = model.encode(torch.from_numpy(images))
+        decoded = torch.sigmoid(model.decode(mu))
+    ort_mu, ort_logvar = encoder.run(["mu", "logvar"], {"image": images})
+    (ort_image,) = decoder.run(["image"], {"z": mu.numpy()})
+    return max(
+        float(np.abs(ort_mu - mu.numpy()).max()),
+        float(np.abs(ort_logvar - logvar.numpy()).max()),
+        float(np.abs(ort_image - decoded.numpy()).max()),
+    )
+
+
+def export_model(
+    model: VAE,
+    cfg: TrainConfig,
+    dataset: ImageDataset,
+    out_dir: Path,
+    training: TrainingInfo,
+    name: str | None = None,
+) -> Manifest:
+    """Write the artifact for ``model`` to ``out_dir`` (replacing what is there only once all checks pass)."""
+    model = model.to("cpu").float().eval()
+    images = sample_images(dataset, STATS_SAMPLES)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        example = torch.from_numpy(images[:2])
+        with torch.no_grad():
+            _onnx_export(_Encoder(model), example, staging / ENCODER_FILE, ["image"], ["mu", "logvar"])
+            z_example = torch.zeros(2, model.latent_dim)
+            _onnx_export(_Decoder(model), z_example, staging / DECODER_FILE, ["z"], ["image"])
+        diff = check_parity(model, staging, images[:64])
+        if not diff <= PARITY_TOLERANCE:
+            raise ExportError(f"onnxruntime differs from torch by {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
+
+        info = dataset.info()
+        manifest = Manifest(
+            name=name or out_dir.name,
+            objective=cfg.objective,  # type: ignore[arg-type]
+            architecture=cfg.architecture,  # type: ignore[arg-type]
+            likelihood=cfg.likelihood,  # type: ignore[arg-type]
+            hyperparameters=hyperparameters(cfg),
+            dataset=info.model_copy(update={"params": {k: v for k, v in cfg.dataset_params.items()}}),
+            latent_dim=model.latent_dim,
+            image_shape=dataset.image_shape,
+            latent_stats=latent_stats(model, images),
+            training=training,
+            files={
+                "encoder": OnnxFile(path=ENCODER_FILE, sha256=sha256_of(staging / ENCODER_FILE)),
+                "decoder": OnnxFile(path=DECODER_FILE, sha256=sha256_of(staging / DECODER_FILE)),
+            },
+            code_version=code_version(),
+            metrics={"export_parity_max_abs_diff": diff},
+        )
+        write_manifest(staging, manifest)
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        retired = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(retired, ignore_errors=True)
+        out_dir.rename(retired)
+        staging.rename(out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out_dir)
+
+
+def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
+    keys = ["architecture", "latent_dim", "likelihood", "batch_size", "lr", "steps", "seed", "warmup_steps"]
+    if cfg.objective == "beta_vae":
+        keys += ["beta", "capacity_max", "capacity_steps", "capacity_gamma"] if cfg.capacity_max > 0 else ["beta"]
+    elif cfg.objective == "beta_tcvae":
+        keys += ["alpha", "beta", "gamma", "estimator"]
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def export_run(run_dir: Path, out_dir: Path, name: str | None = None) -> Manifest:
+    """Export the checkpoint of a training run (the model as of its last checkpoint)."""
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    cfg = TrainConfig.from_dict(state["config"])
+    dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
+    model = build_model(cfg, dataset)
+    model.load_state_dict(state["model"])
+    progress = state["progress"]
+    training = TrainingInfo(
+        steps=progress["step"],
+        images_seen=progress["images_seen"],
+        wall_time_s=round(progress["wall_time_s"], 2),
+        device=state["device"],
+        precision=state["precision"],
+        final_terms=final_terms(Path(run_dir)),
+    )
+    return export_model(model, cfg, dataset, out_dir, training, name=name)

@@ -1,0 +1,329 @@
+"""The training loop: one config dataclass, one loop, checkpoints, a JSONL log, optional export.
+
+    disentangle-train fit --preset smoke                                # a small real model in under a minute
+    disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml
+    disentangle-train fit --config ... --resume                         # continue from runs/NAME/checkpoint.pt
+    torchrun --nproc_per_node 2 -m training.cli fit --preset smoke      # DistributedDataParallel (gloo on CPU)
+
+Batches are rendered on the fly from a seeded generator per (seed, rank, step), so a resumed run draws the
+same batches it would have drawn without the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from training.data import get_dataset
+from training.data.base import ImageDataset
+from training.models import VAE
+from training.objectives import ObjectiveConfig, compute_loss
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    name: str = "model"
+    # data
+    dataset: str = "dsprites"
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    # model
+    architecture: str = "conv"
+    latent_dim: int = 10
+    # objective (see training/objectives.py)
+    objective: str = "vae"
+    likelihood: str = "bernoulli"
+    beta: float = 1.0
+    alpha: float = 1.0
+    gamma: float = 1.0
+    estimator: str = "mss"
+    capacity_max: float = 0.0
+    capacity_steps: int = 100_000
+    capacity_gamma: float = 1000.0
+    warmup_steps: int = 0
+    # optimisation
+    batch_size: int = 64
+    lr: float = 5e-4
+    steps: int = 10_000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; the loss stays fp32)
+    # bookkeeping
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    out_dir: str = "runs"
+    export_dir: str = ""  # when set, export the artifact there at the end
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def objective_config(self, dataset_size: int) -> ObjectiveConfig:
+        return ObjectiveConfig(
+            name=self.objective,  # type: ignore[arg-type]
+            likelihood=self.likelihood,  # type: ignore[arg-type]
+            beta=self.beta,
+            capacity_max=self.capacity_max,
+            capacity_steps=self.capacity_steps,
+            capacity_gamma=self.capacity_gamma,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            estimator=self.estimator,  # type: ignore[arg-type]
+            dataset_size=dataset_size,
+            warmup_steps=self.warmup_steps,
+        )
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.steps < 1 or self.latent_dim < 1:
+            raise ValueError("batch_size, steps and latent_dim must be positive")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        self.objective_config(dataset_size=1_000_000)  # validates objective, likelihood and estimator
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**values)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays only where the hardware has bf16 arithmetic; detect it rather than assume."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def make_optimizer(params: Iterator[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Fused Adam where the build has it (1.6x faster for the MLP on this CPU)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def batch_stream(
+    dataset: ImageDataset, batch_size: int, seed: int, rank: int, start_step: int, pin: bool
+) -> Iterator[torch.Tensor]:
+    """Yield (B, C, H, W) batches of uniformly drawn indices, rendered one batch ahead on a thread."""
+    ready: queue.Queue[torch.Tensor] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def produce() -> None:
+        step = start_step
+        while not stop.is_set():
+            rng = np.random.default_rng([seed, rank, step])
+            batch = torch.from_numpy(dataset.images(rng.integers(0, len(dataset), size=batch_size)))
+            if pin:
+                batch = batch.pin_memory()
+            while not stop.is_set():
+                try:
+                    ready.put(batch, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            step += 1
+
+    worker = threading.Thread(target=produce, name="batch-renderer", daemon=True)
+    worker.start()
+    try:
+        while True:
+            yield ready.get()
+    finally:
+        stop.set()
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_name: str) -> Distributed:
+    """Join the process group when launched by torchrun (which sets RANK and WORLD_SIZE)."""
+    if "RANK" not in os.environ:
+        return Distributed()
+    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def save_checkpoint(
+    path: Path, model: VAE, opt: torch.optim.Optimizer, cfg: TrainConfig, progress: dict, hardware: dict
+) -> None:
+    state = {
+        **hardware,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "config": asdict(cfg),
+        "progress": progress,
+        "torch_rng": torch.get_rng_state(),
+    }
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_ranks_agree(model: nn.Module) -> None:
+    """DDP keeps replicas identical by construction; a divergence means a broken setup, so fail loudly."""
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"DDP replicas diverged: parameter checksums {[float(g) for g in gathered]}")
+
+
+def build_model(cfg: TrainConfig, dataset: ImageDataset) -> VAE:
+    channels, height, width = dataset.image_shape
+    if (height, width) != (64, 64):
+        raise ValueError(f"models take 64x64 images; dataset {cfg.dataset!r} gives {height}x{width}")
+    return VAE(cfg.architecture, channels, cfg.latent_dim, deterministic=cfg.objective == "ae")  # type: ignore[arg-type]
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train to ``cfg.steps``; return the run folder (checkpoint.pt, log.jsonl, config.json)."""
+    ddp = setup_distributed(cfg.device)
+    device = resolve_device(cfg.device, ddp.local_rank)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    run_dir = cfg.run_dir
+    if ddp.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
+    objective = cfg.objective_config(len(dataset))
+    torch.manual_seed(cfg.seed + ddp.rank)
+    model = build_model(cfg, dataset).to(device)
+    opt = make_optimizer(model.parameters(), cfg.lr)
+
+    hardware = {"device": str(device), "precision": "bf16" if use_bf16 else "fp32"}
+    progress = {"step": 0, "images_seen": 0, "wall_time_s": 0.0}
+    checkpoint_path = run_dir / CHECKPOINT
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        progress = state["progress"]
+        if ddp.world_size == 1:
+            torch.set_rng_state(state["torch_rng"])
+    elif resume:
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+
+    net: nn.Module = model
+    if ddp.world_size > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    autocast: AbstractContextManager = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    )
+    batches = batch_stream(dataset, cfg.batch_size, cfg.seed, ddp.rank, progress["step"], device.type == "cuda")
+    log_file = (run_dir / LOG).open("a") if ddp.main else None
+    bar = tqdm(
+        total=cfg.steps, initial=progress["step"], disable=not ddp.main, desc=cfg.name, mininterval=1.0
+    )
+    sums: dict[str, torch.Tensor] = {}
+    window_start, window_images = time.perf_counter(), 0
+    run_start_wall = progress["wall_time_s"]
+    session_start = time.perf_counter()
+
+    model.train()
+    for step in range(progress["step"], cfg.steps):
+        x = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
+        with autocast:
+            mu, logvar, z, logits = net(x)
+        loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr or check the data")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0) + value
+        window_images += x.shape[0] * ddp.world_size
+        done = step + 1
+        progress = {
+            "step": done,
+            "images_seen": progress["images_seen"] + x.shape[0] * ddp.world_size,
+            "wall_time_s": run_start_wall + time.perf_counter() - session_start,
+        }
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            count = (done - 1) % cfg.log_every + 1
+            means = {k: float(v) / count for k, v in sums.items()}
+            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+            sums, window_start, window_images = {}, time.perf_counter(), 0
+            if log_file is not None:
+                record = {**progress, "images_per_s": round(rate, 1), **means}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+            shown = {k: f"{v:.4g}" for k, v in means.items() if k != "capacity"}
+            bar.set_postfix(**shown, img_s=f"{rate:.0f}")
+        bar.update(1)
+        if ddp.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            save_checkpoint(checkpoint_path, model, opt, cfg, progress, hardware)
+
+    bar.close()
+    batches.close()
+    if log_file is not None:
+        log_file.close()
+    if ddp.main and cfg.export_dir:
+        from training.export import export_run
+
+        export_run(run_dir, Path(cfg.export_dir))
+    if ddp.world_size > 1:
+        check_ranks_agree(model)
+        dist.destroy_process_group()
+    return run_dir
+
+
+def final_terms(run_dir: Path, last: int = 5) -> dict[str, float]:
+    """Mean of each term over the last few log records: the numbers a manifest reports as 'final'."""
+    path = run_dir / LOG
+    if not path.exists():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][-last:]
+    keys = {k for r in records for k in r} - {"step", "images_seen", "wall_time_s", "images_per_s"}
+    return {k: sum(r[k] for r in records if k in r) / len(records) for k in sorted(keys)}
