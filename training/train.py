@@ -16,7 +16,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -127,7 +127,7 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(params: Iterator[nn.Parameter], lr: float) -> torch.optim.Adam:
+def make_optimizer(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
     """Fused Adam where the build has it (1.6x faster for the MLP on this CPU)."""
     params = list(params)
     try:
@@ -138,7 +138,7 @@ def make_optimizer(params: Iterator[nn.Parameter], lr: float) -> torch.optim.Ada
 
 def batch_stream(
     dataset: ImageDataset, batch_size: int, seed: int, rank: int, start_step: int, pin: bool
-) -> Iterator[torch.Tensor]:
+) -> Generator[torch.Tensor, None, None]:
     """Yield (B, C, H, W) batches of uniformly drawn indices, rendered one batch ahead on a thread."""
     ready: queue.Queue[torch.Tensor] = queue.Queue(maxsize=4)
     stop = threading.Event()
@@ -168,6 +168,13 @@ def batch_stream(
 
 
 @dataclass
+class Progress:
+    step: int = 0
+    images_seen: int = 0
+    wall_time_s: float = 0.0
+
+
+@dataclass
 class Distributed:
     rank: int = 0
     world_size: int = 1
@@ -188,14 +195,14 @@ def setup_distributed(device_name: str) -> Distributed:
 
 
 def save_checkpoint(
-    path: Path, model: VAE, opt: torch.optim.Optimizer, cfg: TrainConfig, progress: dict, hardware: dict
+    path: Path, model: VAE, opt: torch.optim.Optimizer, cfg: TrainConfig, progress: Progress, hardware: dict
 ) -> None:
     state = {
         **hardware,
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "config": asdict(cfg),
-        "progress": progress,
+        "progress": asdict(progress),
         "torch_rng": torch.get_rng_state(),
     }
     tmp = path.with_suffix(".pt.tmp")
@@ -240,13 +247,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     opt = make_optimizer(model.parameters(), cfg.lr)
 
     hardware = {"device": str(device), "precision": "bf16" if use_bf16 else "fp32"}
-    progress = {"step": 0, "images_seen": 0, "wall_time_s": 0.0}
+    progress = Progress()
     checkpoint_path = run_dir / CHECKPOINT
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        progress = state["progress"]
+        progress = Progress(**state["progress"])
         if ddp.world_size == 1:
             torch.set_rng_state(state["torch_rng"])
     elif resume:
@@ -256,21 +263,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if ddp.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    autocast: AbstractContextManager = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-    )
-    batches = batch_stream(dataset, cfg.batch_size, cfg.seed, ddp.rank, progress["step"], device.type == "cuda")
+    autocast: AbstractContextManager = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    batches = batch_stream(dataset, cfg.batch_size, cfg.seed, ddp.rank, progress.step, device.type == "cuda")
     log_file = (run_dir / LOG).open("a") if ddp.main else None
-    bar = tqdm(
-        total=cfg.steps, initial=progress["step"], disable=not ddp.main, desc=cfg.name, mininterval=1.0
-    )
+    bar = tqdm(total=cfg.steps, initial=progress.step, disable=not ddp.main, desc=cfg.name, mininterval=1.0)
     sums: dict[str, torch.Tensor] = {}
     window_start, window_images = time.perf_counter(), 0
-    run_start_wall = progress["wall_time_s"]
+    run_start_wall = progress.wall_time_s
     session_start = time.perf_counter()
 
     model.train()
-    for step in range(progress["step"], cfg.steps):
+    for step in range(progress.step, cfg.steps):
         x = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
         with autocast:
             mu, logvar, z, logits = net(x)
@@ -285,18 +288,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             sums[key] = sums.get(key, 0) + value
         window_images += x.shape[0] * ddp.world_size
         done = step + 1
-        progress = {
-            "step": done,
-            "images_seen": progress["images_seen"] + x.shape[0] * ddp.world_size,
-            "wall_time_s": run_start_wall + time.perf_counter() - session_start,
-        }
+        progress = Progress(
+            step=done,
+            images_seen=progress.images_seen + x.shape[0] * ddp.world_size,
+            wall_time_s=run_start_wall + time.perf_counter() - session_start,
+        )
         if done % cfg.log_every == 0 or done == cfg.steps:
             count = (done - 1) % cfg.log_every + 1
             means = {k: float(v) / count for k, v in sums.items()}
             rate = window_images / max(time.perf_counter() - window_start, 1e-9)
             sums, window_start, window_images = {}, time.perf_counter(), 0
             if log_file is not None:
-                record = {**progress, "images_per_s": round(rate, 1), **means}
+                record = {**asdict(progress), "images_per_s": round(rate, 1), **means}
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
             shown = {k: f"{v:.4g}" for k, v in means.items() if k != "capacity"}
