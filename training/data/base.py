@@ -14,6 +14,22 @@ import numpy as np
 
 from service.artifact import DatasetInfo, FactorSpec
 
+ParamValue = str | int | float | bool
+
+
+def as_indices(indices: np.ndarray, size: int) -> np.ndarray:
+    """Validate a batch of indices into a dataset of ``size`` images and return it as (B,) int64."""
+    array = np.asarray(indices)
+    if array.ndim != 1:
+        raise ValueError(f"indices: expected a 1-D array (B,), got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"indices: expected integers, got dtype {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    if array.size and (array.min() < 0 or array.max() >= size):
+        bad = int(array[(array < 0) | (array >= size)][0])
+        raise IndexError(f"indices: expected values in [0, {size}), got {bad}")
+    return array
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -42,16 +58,39 @@ class ImageDataset(ABC):
     def factors(self) -> list[Factor]:
         return []
 
+    @property
+    def params(self) -> dict[str, ParamValue]:
+        """The constructor arguments that rebuild this dataset, recorded in the manifest."""
+        return {}
+
     def info(self) -> DatasetInfo:
         return DatasetInfo(
             name=self.name,
             factors=[FactorSpec(name=f.name, values=list(f.values)) for f in self.factors],
             size=len(self),
+            params=self.params,
         )
 
 
+class LabelledDataset(ImageDataset):
+    """A dataset whose images carry known factor classes without forming a product grid (MNIST's digit).
+
+    It shares ``index_to_factors`` with ``FactorDataset``, so code that needs (image, factors) pairs of
+    sampled indices works on both; code that renders a chosen factor combination needs a ``FactorDataset``.
+    """
+
+    @property
+    @abstractmethod
+    def factors(self) -> list[Factor]: ...
+
+    @abstractmethod
+    def index_to_factors(self, indices: np.ndarray) -> np.ndarray:
+        """(B,) -> (B, F) integer class of each factor."""
+
+
 class FactorDataset(ImageDataset):
-    """A dataset that is the full product grid of its factors, in row-major order (the last factor fastest)."""
+    """A dataset that is the full product grid of its factors, in row-major order (the last factor
+    fastest)."""
 
     @property
     @abstractmethod
@@ -66,7 +105,7 @@ class FactorDataset(ImageDataset):
 
     def index_to_factors(self, indices: np.ndarray) -> np.ndarray:
         """(B,) -> (B, F) integer class of each factor."""
-        return np.stack(np.unravel_index(np.asarray(indices, dtype=np.int64), tuple(self.factor_sizes)), axis=1)
+        return np.stack(np.unravel_index(as_indices(indices, len(self)), tuple(self.factor_sizes)), axis=1)
 
     def factors_to_index(self, classes: np.ndarray) -> np.ndarray:
         """(B, F) integer classes -> (B,) index; the inverse of ``index_to_factors``."""
