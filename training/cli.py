@@ -33,6 +33,14 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return key, {"true": True, "false": False}.get(raw.lower(), raw)
 
 
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
@@ -43,7 +51,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
-            type=kind if kind in (int, float, str) else str,
+            type=_parse_bool if kind is bool else kind if kind in (int, float, str) else str,
             default=argparse.SUPPRESS,
             help=f"(default: {default})",
         )

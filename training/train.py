@@ -12,6 +12,7 @@ same batches it would have drawn without the interruption.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -65,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; the loss stays fp32)
+    cache_on_device: bool = False  # hold the whole dataset on the device as uint8 (for GPUs)
     # bookkeeping
     log_every: int = 50
     checkpoint_every: int = 1000
@@ -136,18 +138,23 @@ def make_optimizer(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Ada
         return torch.optim.Adam(params, lr=lr)
 
 
-def batch_stream(
+def batch_indices(dataset_size: int, batch_size: int, seed: int, rank: int, step: int) -> np.ndarray:
+    """The (B,) indices of one step: a pure function of (seed, rank, step), so resuming redraws them exactly."""
+    return np.random.default_rng([seed, rank, step]).integers(0, dataset_size, size=batch_size)
+
+
+def rendered_batches(
     dataset: ImageDataset, batch_size: int, seed: int, rank: int, start_step: int, pin: bool
 ) -> Generator[torch.Tensor, None, None]:
-    """Yield (B, C, H, W) batches of uniformly drawn indices, rendered one batch ahead on a thread."""
+    """Yield (B, C, H, W) batches rendered on the CPU, a few batches ahead on a thread."""
     ready: queue.Queue[torch.Tensor] = queue.Queue(maxsize=4)
     stop = threading.Event()
 
     def produce() -> None:
         step = start_step
         while not stop.is_set():
-            rng = np.random.default_rng([seed, rank, step])
-            batch = torch.from_numpy(dataset.images(rng.integers(0, len(dataset), size=batch_size)))
+            indices = batch_indices(len(dataset), batch_size, seed, rank, step)
+            batch = torch.from_numpy(dataset.images(indices))
             if pin:
                 batch = batch.pin_memory()
             while not stop.is_set():
@@ -165,6 +172,27 @@ def batch_stream(
             yield ready.get()
     finally:
         stop.set()
+
+
+def cached_batches(
+    dataset: ImageDataset, batch_size: int, seed: int, rank: int, start_step: int, device: torch.device
+) -> Generator[torch.Tensor, None, None]:
+    """Render the whole dataset once into uint8 on ``device`` (3 GB for dSprites), then gather batches there.
+
+    On a GPU a CPU renderer cannot keep up with a model this small; the same indices are drawn as in
+    ``rendered_batches``, so both paths train on the same sequence of images (up to 1/255 quantisation).
+    """
+    channels, height, width = dataset.image_shape
+    store = torch.empty((len(dataset), channels, height, width), dtype=torch.uint8, device=device)
+    chunk = 16_384
+    for start in range(0, len(dataset), chunk):
+        images = dataset.images(np.arange(start, min(start + chunk, len(dataset))))
+        store[start : start + len(images)] = torch.from_numpy((images * 255).round().astype(np.uint8)).to(device)
+    step = start_step
+    while True:
+        indices = torch.from_numpy(batch_indices(len(dataset), batch_size, seed, rank, step)).to(device)
+        yield store[indices].float().div_(255)  # (B, C, H, W)
+        step += 1
 
 
 @dataclass
@@ -264,7 +292,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     autocast: AbstractContextManager = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-    batches = batch_stream(dataset, cfg.batch_size, cfg.seed, ddp.rank, progress.step, device.type == "cuda")
+    if cfg.cache_on_device:
+        batches = cached_batches(dataset, cfg.batch_size, cfg.seed, ddp.rank, progress.step, device)
+    else:
+        batches = rendered_batches(dataset, cfg.batch_size, cfg.seed, ddp.rank, progress.step, device.type == "cuda")
     log_file = (run_dir / LOG).open("a") if ddp.main else None
     bar = tqdm(total=cfg.steps, initial=progress.step, disable=not ddp.main, desc=cfg.name, mininterval=1.0)
     sums: dict[str, torch.Tensor] = {}
@@ -278,8 +309,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         with autocast:
             mu, logvar, z, logits = net(x)
         loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr or check the data")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -296,6 +325,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if done % cfg.log_every == 0 or done == cfg.steps:
             count = (done - 1) % cfg.log_every + 1
             means = {k: float(v) / count for k, v in sums.items()}
+            if not math.isfinite(means["loss"]):
+                # Checked per log window, not per step: a per-step check would make a GPU wait every step.
+                raise FloatingPointError(f"loss is {means['loss']} before step {done}; lower lr or check the data")
             rate = window_images / max(time.perf_counter() - window_start, 1e-9)
             sums, window_start, window_images = {}, time.perf_counter(), 0
             if log_file is not None:
