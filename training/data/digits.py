@@ -29,7 +29,7 @@ from training.data.glyphs import digit_sprites
 from training.data.placement import place
 
 IMAGE_SIZE = 64
-SPRITE_SIZE = 36  # a 24 px digit, rotated 45 degrees, spans at most 32 px
+SPRITE_SIZE = 36  # the largest digit, rotated 45 degrees, spans 29 px: room for the bilinear fringe
 HEIGHT = 24.0  # px of the digit at scale 1
 SCALES = np.linspace(0.7, 1.0, 4)
 ROTATIONS = np.linspace(-45.0, 45.0, 7)
