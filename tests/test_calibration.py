@@ -1,0 +1,114 @@
+"""Factor calibration on constructed representations whose dims carry known factors, read back by latent_for."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from service.artifact import FactorSpec, FactorValue
+from service.calibration import FactorRequestError, latent_for
+from training.calibrate import calibrate, select_dims
+
+SHAPES: list[FactorValue] = ["square", "ellipse", "heart"]
+SPECS = [
+    FactorSpec(name="shape", values=SHAPES),
+    FactorSpec(name="scale", values=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
+    FactorSpec(name="orientation", values=[2 * math.pi * k / 8 for k in range(8)]),
+    FactorSpec(name="posX", values=[k / 9 for k in range(10)]),
+]
+SHAPE_CODE = np.array([-1.0, 0.3, 2.0])
+
+
+def grid(repeats: int = 1) -> np.ndarray:
+    classes = np.array(list(itertools.product(*[range(len(s.values)) for s in SPECS])), dtype=np.int64)
+    return np.tile(classes, (repeats, 1))  # (N, 4)
+
+
+def values_of(classes: np.ndarray) -> list[np.ndarray]:
+    return [np.array(spec.values)[classes[:, j]] for j, spec in enumerate(SPECS)]
+
+
+def represent(classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """dim 0 shape, dims 1 and 4 orientation (cos, sin), dim 2 noise, dim 3 posX, dim 5 scale."""
+    _, scale, angle, x = values_of(classes)
+    noise = rng.normal(size=len(classes))
+    return np.stack(
+        [SHAPE_CODE[classes[:, 0]], np.cos(angle), noise, 2 * x - 1, np.sin(angle), -3 * scale.astype(float)], axis=1
+    )
+
+
+def test_calibrate_picks_the_dims_that_carry_each_factor() -> None:
+    classes = grid()
+    calibration = calibrate(represent(classes, np.random.default_rng(0)), classes, SPECS)
+    dims = {f.name: sorted(f.dims) for f in calibration.factors}
+    assert dims == {"shape": [0], "scale": [5], "orientation": [1, 4], "posX": [3]}
+
+
+def test_codes_are_the_conditional_means_and_base_the_mean() -> None:
+    classes = grid()
+    codes = represent(classes, np.random.default_rng(1))
+    calibration = calibrate(codes, classes, SPECS)
+    assert calibration.base == pytest.approx(codes.mean(axis=0).tolist(), abs=1e-12)
+    for j, factor in enumerate(calibration.factors):
+        for c, row in enumerate(factor.codes):
+            assert row == pytest.approx(codes[classes[:, j] == c][:, factor.dims].mean(axis=0).tolist(), abs=1e-12)
+
+
+def test_latent_for_round_trips_every_grid_combination() -> None:
+    """For a representation that is a sum of one function per factor, the calibrated latent of a combination is
+    the representation's own code for it (the noise dim, which no factor claims, stays at base)."""
+    classes = grid()
+    codes = represent(classes, np.random.default_rng(2))
+    calibration = calibrate(codes, classes, SPECS)
+    rng = np.random.default_rng(3)
+    for row in rng.choice(len(classes), size=50, replace=False):
+        request = {spec.name: spec.values[classes[row, j]] for j, spec in enumerate(SPECS)}
+        z = latent_for(calibration, request)
+        expected = codes[row].copy()
+        expected[2] = calibration.base[2]
+        assert z == pytest.approx(expected, abs=1e-6)
+
+
+def test_two_factors_on_one_dim_round_trip_through_their_offsets() -> None:
+    classes = grid()
+    _, scale, _, x = values_of(classes)
+    codes = np.stack([SHAPE_CODE[classes[:, 0]] + 4 * scale.astype(float), x.astype(float)], axis=1)  # (N, 2)
+    calibration = calibrate(codes, classes, SPECS)
+    dims = {f.name: f.dims for f in calibration.factors}
+    assert dims["shape"] == [0] and dims["scale"] == [0]
+    for shape, size in itertools.product(range(3), range(6)):
+        z = latent_for(calibration, {"shape": SHAPES[shape], "scale": SPECS[1].values[size]})
+        assert z[0] == pytest.approx(SHAPE_CODE[shape] + 4 * float(SPECS[1].values[size]), abs=1e-5)
+
+
+def test_select_dims_keeps_dims_with_at_least_the_share_of_the_top() -> None:
+    normalised = np.array([[0.9, 0.01], [0.5, 0.02], [0.4, 0.0]])
+    assert select_dims(normalised, share=0.5) == [[0, 1], [1, 0]]
+    assert select_dims(normalised, share=1.0) == [[0], [1]]
+
+
+def test_bad_requests_list_the_valid_names_and_ranges() -> None:
+    classes = grid()
+    calibration = calibrate(represent(classes, np.random.default_rng(4)), classes, SPECS)
+    with pytest.raises(FactorRequestError, match="'shape', 'scale', 'orientation', 'posX'"):
+        latent_for(calibration, {"colour": "red"})
+    with pytest.raises(FactorRequestError, match="expected one of 'square', 'ellipse', 'heart', received 'star'"):
+        latent_for(calibration, {"shape": "star"})
+    with pytest.raises(FactorRequestError, match=r"'scale': expected a number in \[0.5, 1\], received 1.2"):
+        latent_for(calibration, {"scale": 1.2})
+
+
+def test_calibrate_rejects_inconsistent_input_naming_the_field() -> None:
+    classes = grid()
+    codes = represent(classes, np.random.default_rng(5))
+    with pytest.raises(ValueError, match=r"one entry per factor column \(4\), got 3"):
+        calibrate(codes, classes, SPECS[:3])
+    narrow = [SPECS[0], FactorSpec(name="scale", values=[0.5, 0.6]), *SPECS[2:]]
+    with pytest.raises(ValueError, match=r"'scale'\) must hold classes in \[0, 2\), got class 5"):
+        calibrate(codes, classes, narrow)
+    without_heart = classes[:, 0] != 2
+    with pytest.raises(ValueError, match=r"'shape' has no sample points for values \['heart'\]"):
+        calibrate(codes[without_heart], classes[without_heart], SPECS)
