@@ -1,0 +1,76 @@
+"""The application factory: settings, lifespan (models in, models out), middleware and routers.
+
+uvicorn --factory service.app:create_app      # or: disentangle-serve --model-dir models
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from service.dependencies import require_api_key
+from service.errors import install_error_handlers
+from service.metrics import Metrics
+from service.middleware import RequestContext
+from service.registry import load_registry
+from service.routes import decode, encode, health, models, traverse
+from service.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+        app.state.registry = load_registry(settings, pool, metrics)
+        try:
+            yield
+        finally:
+            await app.state.registry.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    app = FastAPI(
+        title="disentangle",
+        summary="Encode images into disentangled latent factors and synthesise images from them.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+
+    # Without a key the check is left out entirely rather than run as a no-op on every request.
+    guarded = [Depends(require_api_key)] if settings.api_key is not None else []
+    app.include_router(health.router)
+    for resource in (models, encode, decode, traverse):
+        app.include_router(resource.router, dependencies=guarded)
+
+    index = STATIC / "index.html"
+    if index.is_file():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return FileResponse(index) if index.is_file() else RedirectResponse("/docs")
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Shape", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Shape", "X-Latent", "X-Traverse-Dims", "X-Traverse-Ranges"],
+        )
+    app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app

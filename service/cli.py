@@ -1,0 +1,50 @@
+"""``disentangle-serve``: serve the artifacts in a folder over HTTP.
+
+    disentangle-serve --model-dir models --port 8000
+
+Flags override the matching DISENTANGLE_* environment variables; every other setting comes from those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.errors import validation_body
+from service.logs import configure_logging
+from service.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="disentangle-serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", help="folder of artifact folders (DISENTANGLE_MODEL_DIR)")
+    parser.add_argument("--host", help="address to bind (DISENTANGLE_HOST)")
+    parser.add_argument("--port", type=int, help="port to bind (DISENTANGLE_PORT)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        print(
+            f"disentangle-serve: invalid settings: {validation_body(error.errors())['detail']}",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,  # RequestContext writes one structured line per request instead
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""What route handlers ask FastAPI for: settings, the model registry, and the API key check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.errors import Rejected
+from service.registry import Registry
+from service.settings import Settings
+
+# Every dependency is `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, a
+# round trip that costs more than the rest of a small request.
+bearer = HTTPBearer(auto_error=False, description="the service's API key, when DISENTANGLE_API_KEY is set")
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+async def require_api_key(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    if settings.api_key is None:
+        return
+    if credentials is None:
+        raise Rejected(
+            401,
+            "Authorization",
+            "a 'Bearer <api key>' header",
+            "none",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    # Constant-time comparison, so response timing does not leak how much of a guess was right.
+    if not hmac.compare_digest(credentials.credentials.encode(), settings.api_key.get_secret_value().encode()):
+        raise Rejected(
+            401,
+            "Authorization",
+            "the service's API key",
+            "a different key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -1,0 +1,172 @@
+"""Images in and out: PNG/JPEG bytes and float arrays to model tensors, model tensors to PNG and GIF.
+
+Model tensors are float32 (C, H, W) in [0, 1]. PNGs are written at zlib level 1: on 64x64 images it is
+about twice as fast as the default level and the files are barely larger.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from service.errors import Rejected, shown
+
+PNG_LEVEL = 1
+READABLE_FORMATS = ("PNG", "JPEG")
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, what PIL's "L" conversion uses
+GRID_GAP = 2
+
+
+def to_pixels(images: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) float in [0, 1] -> (B, H, W) or (B, H, W, 3) uint8."""
+    pixels = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """One (H, W) or (H, W, 3) uint8 image -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_LEVEL)
+    return buffer.getvalue()
+
+
+def pngs(images: np.ndarray) -> list[bytes]:
+    return [png(p) for p in to_pixels(images)]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def tile(images: np.ndarray) -> np.ndarray:
+    """(rows, cols, C, H, W) -> one (H', W') or (H', W', 3) uint8 grid with a dark gap between tiles."""
+    rows, cols, _, h, w = images.shape
+    pixels = to_pixels(images.reshape(rows * cols, *images.shape[2:]))
+    grid_shape = (rows * (h + GRID_GAP) - GRID_GAP, cols * (w + GRID_GAP) - GRID_GAP, *pixels.shape[3:])
+    grid = np.full(grid_shape, 32, dtype=np.uint8)
+    for i, tile_pixels in enumerate(pixels):
+        r, c = divmod(i, cols)
+        grid[r * (h + GRID_GAP) : r * (h + GRID_GAP) + h, c * (w + GRID_GAP) : c * (w + GRID_GAP) + w] = tile_pixels
+    return grid
+
+
+def gif(images: np.ndarray, frame_ms: int = 120) -> bytes:
+    """(rows, steps, C, H, W) -> an animated GIF whose frame t shows every row's step t side by side."""
+    frames = [tile(images[:, t][None]) for t in range(images.shape[1])]
+    # Play forwards then backwards, so the loop has no jump.
+    frames = frames + frames[-2:0:-1]
+    pictures = [Image.fromarray(f) for f in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    return buffer.getvalue()
+
+
+def from_base64(text: str, field: str) -> bytes:
+    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejected(
+            422,
+            field,
+            "a base64 PNG or JPEG (optionally a data: URL)",
+            f"a string that is not base64: {shown(text)}",
+        ) from None
+
+
+class ImageReader:
+    """Turns what callers send into the tensor one model expects, or a rejection saying why not."""
+
+    def __init__(self, shape: tuple[int, int, int], max_side: int, resize: bool) -> None:
+        self.channels, self.height, self.width = shape
+        self.max_side = max_side
+        self.resize = resize
+
+    def read_all(self, values: list[Any], field: str) -> np.ndarray:
+        """(B, C, H, W) float32 from B strings, byte strings or nested lists."""
+        return np.stack([self.read(value, f"{field}[{i}]") for i, value in enumerate(values)])
+
+    def read(self, value: Any, field: str) -> np.ndarray:
+        if isinstance(value, str):
+            return self.from_bytes(from_base64(value, field), field)
+        if isinstance(value, bytes):
+            return self.from_bytes(value, field)
+        return self.from_array(value, field)
+
+    def from_bytes(self, data: bytes, field: str) -> np.ndarray:
+        try:
+            picture: Image.Image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise self._too_large(field, "an image whose header claims billions of pixels") from None
+        except (OSError, ValueError):
+            raise Rejected(422, field, "a PNG or JPEG image", f"{len(data)} bytes that are not one") from None
+        if picture.format not in READABLE_FORMATS:
+            raise Rejected(422, field, "a PNG or JPEG image", f"a {picture.format} image")
+        width, height = picture.size
+        if max(width, height) > self.max_side:
+            raise self._too_large(field, f"{width}x{height} pixels")
+        try:
+            picture = picture.convert("L" if self.channels == 1 else "RGB")
+        except (OSError, ValueError):
+            raise Rejected(422, field, "a complete PNG or JPEG image", "a truncated or corrupt one") from None
+        if picture.size != (self.width, self.height):
+            self._check_size(field, width, height)
+            picture = picture.resize((self.width, self.height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(picture, dtype=np.float32) / 255.0
+        return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+    def from_array(self, value: Any, field: str) -> np.ndarray:
+        expected = f"a nested float array of shape {self._shapes()} with values in [0, 1]"
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise Rejected(422, field, expected, "a ragged or non-numeric array") from None
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3 or array.shape[0] not in (1, 3):
+            raise Rejected(422, field, expected, f"shape {tuple(array.shape)}", hint="channels come first")
+        if max(array.shape[1:]) > self.max_side:
+            raise self._too_large(field, f"{array.shape[2]}x{array.shape[1]} pixels")
+        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+            low, high = float(np.nanmin(array)), float(np.nanmax(array))
+            received = f"values in [{low}, {high}]" if math.isfinite(low + high) else "a non-finite value"
+            raise Rejected(422, field, expected, received)
+        array = self._channels(array)
+        if array.shape[1:] != (self.height, self.width):
+            self._check_size(field, array.shape[2], array.shape[1])
+            array = np.stack([self._resize_plane(plane) for plane in array])
+        return array
+
+    def _channels(self, array: np.ndarray) -> np.ndarray:
+        if array.shape[0] == self.channels:
+            return array
+        if self.channels == 1:
+            return np.tensordot(LUMA, array, axes=1)[None].astype(np.float32)
+        return np.repeat(array, 3, axis=0)
+
+    def _resize_plane(self, plane: np.ndarray) -> np.ndarray:
+        picture = Image.fromarray(plane).resize((self.width, self.height), Image.Resampling.BILINEAR)
+        return np.clip(np.asarray(picture, dtype=np.float32), 0.0, 1.0)
+
+    def _check_size(self, field: str, width: int, height: int) -> None:
+        if not self.resize:
+            raise Rejected(
+                422,
+                field,
+                f"{self.width}x{self.height} pixels",
+                f"{width}x{height}",
+                hint="send resize: true to have the service resize it",
+            )
+
+    def _shapes(self) -> str:
+        c, h, w = self.channels, self.height, self.width
+        return f"({c}, {h}, {w}) or ({h}, {w})" if c == 1 else f"({c}, {h}, {w})"
+
+    def _too_large(self, field: str, received: str) -> Rejected:
+        return Rejected(413, field, f"an image of at most {self.max_side} pixels a side", received)

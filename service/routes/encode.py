@@ -1,0 +1,87 @@
+"""Images in (base64 strings, float arrays or multipart uploads), latent posteriors out."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from service.dependencies import RegistryDep, SettingsDep
+from service.errors import Rejected
+from service.imaging import ImageReader
+from service.payloads import MULTIPART, Reply, content_type, documented_body, json_bytes, parse_json
+from service.runtime import Outputs
+from service.schemas import EncodeOptions, EncodeRequest, EncodeResponse
+from service.settings import Settings
+from service.validation import check_count
+
+router = APIRouter(tags=["encode"])
+
+# Decoding a few small PNGs costs less than a hop to a thread and back; bigger payloads leave the loop.
+INLINE_BYTES = 64 * 1024
+
+MULTIPART_BODY = {
+    MULTIPART: {
+        "schema": {
+            "type": "object",
+            "required": ["images"],
+            "properties": {
+                "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "model": {"type": "string"},
+                "resize": {"type": "boolean"},
+                "sample": {"type": "boolean"},
+                "seed": {"type": "integer"},
+            },
+        }
+    }
+}
+
+
+async def _multipart(request: Request, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
+    async with request.form(max_files=settings.max_items, max_fields=settings.max_items + 8) as form:
+        images: list[Any] = []
+        options: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if key == "images":
+                images.append(await value.read() if isinstance(value, UploadFile) else value)
+            else:
+                options[key] = value
+    return EncodeOptions.model_validate(options), images
+
+
+def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
+    mu, logvar = outputs
+    z = None
+    if sample:
+        noise = np.random.default_rng(seed).standard_normal(mu.shape, dtype=np.float32)
+        z = (mu + np.exp(0.5 * logvar) * noise).tolist()
+    return Reply(json_bytes({"model": model, "mu": mu.tolist(), "logvar": logvar.tolist(), "z": z}))
+
+
+@router.post(
+    "/encode",
+    summary="Encode images into latent means and log-variances (and samples)",
+    response_model=EncodeResponse,
+    openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
+)
+async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
+    if content_type(request) == MULTIPART:
+        options, raw = await _multipart(request, settings)
+    else:
+        body = await parse_json(request, EncodeRequest, also=(MULTIPART,))
+        options, raw = body, body.images
+    chosen = registry.get(options.model)
+    request.state.model = chosen.name
+    check_count(len(raw), "images", settings)
+    if not raw:
+        raise Rejected(422, "images", "at least one image", "none")
+    reader = ImageReader(chosen.manifest.image_shape, settings.max_image_side, options.resize)
+    small = all(isinstance(v, str | bytes) for v in raw) and sum(len(v) for v in raw) <= INLINE_BYTES
+    images = reader.read_all(raw, "images") if small else await run_in_threadpool(reader.read_all, raw, "images")
+    finish = partial(_encoded, chosen.name, options.sample, options.seed)
+    reply: Reply = await chosen.encoder.submit(images, finish)
+    return reply.response()

@@ -1,0 +1,132 @@
+"""Latent traversals: vary chosen dimensions of a base latent over a range and decode every step."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from service.artifact import Manifest
+from service.dependencies import RegistryDep, SettingsDep
+from service.errors import Rejected, shown
+from service.imaging import ImageReader, b64, gif, png, pngs, tile
+from service.payloads import GIF, PNG, Reply, documented_body, json_bytes, parse_json
+from service.registry import Model
+from service.runtime import Outputs
+from service.schemas import TraverseFrames, TraverseRequest
+from service.settings import Settings
+from service.validation import check_count, check_latents
+
+router = APIRouter(tags=["traverse"])
+
+PRIOR_RANGE = (-3.0, 3.0)
+STATS_SPAN = 3.0  # default range: mean +- this many standard deviations of the dimension's mu
+MIN_STD = 1e-3  # below it a dimension's statistics say nothing about a useful range
+
+RESPONSES = {
+    200: {
+        "content": {PNG: {"schema": {"type": "string", "format": "binary"}}, GIF: {}},
+        "description": "format grid: one PNG, rows = dims, columns = steps; format gif: an animated GIF; "
+        "format frames: JSON. X-Traverse-Dims and X-Traverse-Ranges say what was varied.",
+    }
+}
+
+
+async def _base(body: TraverseRequest, model: Model, settings: Settings) -> np.ndarray:
+    manifest = model.manifest
+    if body.latent is not None and body.image is not None:
+        raise Rejected(422, "latent, image", "at most one base", "both")
+    if body.latent is not None:
+        return check_latents([body.latent], "latent", manifest, settings)[0]
+    if body.image is not None:
+        reader = ImageReader(manifest.image_shape, settings.max_image_side, body.resize)
+        mu, _ = await model.encoder.submit(reader.read(body.image, "image")[None])
+        return np.asarray(mu[0], dtype=np.float32)
+    return np.zeros(manifest.latent_dim, dtype=np.float32)
+
+
+def _dims(body: TraverseRequest, manifest: Manifest) -> list[int]:
+    d = manifest.latent_dim
+    if body.dims is None:
+        return manifest.active_dims or list(range(d))
+    for i, j in enumerate(body.dims):
+        if not 0 <= j < d:
+            raise Rejected(422, f"dims[{i}]", f"a dimension in [0, {d})", str(j))
+    if len(set(body.dims)) != len(body.dims):
+        raise Rejected(422, "dims", "distinct dimensions", str(body.dims))
+    return body.dims
+
+
+def _ranges(body: TraverseRequest, manifest: Manifest, dims: list[int], bound: float) -> list[tuple[float, float]]:
+    if body.range is not None:
+        low, high = body.range
+        if not -bound <= low < high <= bound:
+            raise Rejected(422, "range", f"[low, high] with -{bound} <= low < high <= {bound}", shown(list(body.range)))
+        return [(low, high)] * len(dims)
+    ranges = []
+    for j in dims:
+        stat = manifest.latent_stats[j]
+        if stat.std < MIN_STD:
+            ranges.append(PRIOR_RANGE)
+        else:
+            span = STATS_SPAN * stat.std
+            ranges.append((max(stat.mean - span, -bound), min(stat.mean + span, bound)))
+    return ranges
+
+
+def _finish(
+    fmt: str,
+    model: str,
+    base: np.ndarray,
+    dims: list[int],
+    values: np.ndarray,
+    headers: dict[str, str],
+    outputs: Outputs,
+) -> Reply:
+    rows, steps = values.shape
+    images = outputs[0].reshape(rows, steps, *outputs[0].shape[1:])
+    if fmt == "grid":
+        return Reply(png(tile(images)), PNG, headers)
+    if fmt == "gif":
+        return Reply(gif(images), GIF, headers)
+    frames = [[b64(p) for p in pngs(row)] for row in images]
+    payload = {
+        "model": model,
+        "base": base.tolist(),
+        "dims": dims,
+        "values": values.tolist(),
+        "frames": frames,
+    }
+    return Reply(json_bytes(payload), headers=headers)
+
+
+@router.post(
+    "/traverse",
+    summary="Vary latent dimensions of a base and decode each step: a grid PNG, frames or a GIF",
+    response_model=TraverseFrames,
+    responses=RESPONSES,  # type: ignore[arg-type]
+    openapi_extra=documented_body(TraverseRequest),
+)
+async def traverse(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
+    body = await parse_json(request, TraverseRequest)
+    model = registry.get(body.model)
+    request.state.model = model.name
+    manifest = model.manifest
+    if body.steps > settings.max_traverse_steps:
+        raise Rejected(422, "steps", f"at most {settings.max_traverse_steps}", str(body.steps))
+    dims = _dims(body, manifest)
+    check_count(len(dims) * body.steps, "dims x steps", settings)
+    ranges = _ranges(body, manifest, dims, settings.latent_bound)
+    base = await _base(body, model, settings)
+    values = np.stack([np.linspace(low, high, body.steps, dtype=np.float32) for low, high in ranges])
+    latents = np.repeat(base[None, None], len(dims), axis=0).repeat(body.steps, axis=1)  # (rows, steps, d)
+    for r, j in enumerate(dims):
+        latents[r, :, j] = values[r]
+    headers = {
+        "X-Traverse-Dims": ",".join(map(str, dims)),
+        "X-Traverse-Ranges": ",".join(f"{low:.4g}:{high:.4g}" for low, high in ranges),
+    }
+    finish = partial(_finish, body.format, model.name, base, dims, values, headers)
+    reply: Reply = await model.decoder.submit(latents.reshape(-1, manifest.latent_dim), finish)
+    return reply.response()

@@ -1,0 +1,125 @@
+"""Request and response bodies of the HTTP API.
+
+Requests forbid unknown fields, so a misspelt option is a 422 rather than silently ignored. Limits that
+depend on settings or on the model (latent size, item counts, image size) are checked in ``validation.py``
+once the model is known. Responses are documented here but written straight to bytes by the routes: for
+thousands of floats, pydantic's serialisation would cost more than the inference.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.artifact import Calibration, DatasetInfo, LatentStat, Manifest
+
+ModelName = str | None
+MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class EncodeOptions(_Request):
+    model: ModelName = MODEL_FIELD
+    resize: bool = Field(default=False, description="resize images to the model's resolution instead of a 422")
+    sample: bool = Field(default=False, description="also return z ~ N(mu, exp(logvar))")
+    seed: int | None = Field(default=None, ge=0, description="makes the z samples reproducible")
+
+
+class EncodeRequest(EncodeOptions):
+    images: list[str | list[Any]] = Field(
+        min_length=1,
+        description="base64 PNG/JPEG strings (data: URLs too) or nested float arrays (C, H, W) in [0, 1]",
+    )
+
+
+class EncodeResponse(BaseModel):
+    model: str
+    mu: list[list[float]]
+    logvar: list[list[float]]
+    z: list[list[float]] | None = None
+
+
+class DecodeRequest(_Request):
+    model: ModelName = MODEL_FIELD
+    latents: list[list[float]] = Field(min_length=1, description="one vector of the model's latent size per image")
+    format: Literal["png", "array"] = Field(default="png", description="base64 PNGs or (C, H, W) float arrays")
+
+
+class DecodeResponse(BaseModel):
+    model: str
+    images: list[str] | list[list[list[list[float]]]]
+
+
+class TraverseRequest(_Request):
+    model: ModelName = MODEL_FIELD
+    latent: list[float] | None = Field(default=None, description="the base latent; else `image`, else the prior")
+    image: str | None = Field(default=None, description="a base64 PNG/JPEG whose encoding (mu) is the base")
+    resize: bool = Field(default=False, description="resize `image` to the model's resolution")
+    dims: list[int] | None = Field(default=None, min_length=1, description="default: the active dims by KL")
+    range: tuple[float, float] | None = Field(
+        default=None, description="default per dim: mean +- 3 std from the manifest, else [-3, 3]"
+    )
+    steps: int = Field(default=7, ge=2, description="columns of the grid")
+    format: Literal["grid", "frames", "gif"] = Field(
+        default="grid", description="one PNG (rows = dims, columns = steps), base64 frames as JSON, or a GIF"
+    )
+
+
+class TraverseFrames(BaseModel):
+    model: str
+    base: list[float]
+    dims: list[int]
+    values: list[list[float]] = Field(description="per dim, the value at each step")
+    frames: list[list[str]] = Field(description="per dim, a base64 PNG at each step")
+
+
+class SynthesizeRequest(_Request):
+    model: ModelName = MODEL_FIELD
+    factors: dict[str, float | str] = Field(description="named factor values, e.g. {'shape': 'heart'}")
+
+
+class SynthesizeResponse(BaseModel):
+    model: str
+    latent: list[float]
+    image: str = Field(description="base64 PNG")
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    objective: str
+    architecture: str
+    likelihood: str
+    dataset: DatasetInfo
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+    active_dims: list[int]
+    latent_stats: list[LatentStat]
+    calibration: Calibration | None
+    metrics: dict[str, float | int | str]
+    hyperparameters: dict[str, str | int | float | bool]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ModelInfo:
+        return cls(
+            active_dims=manifest.active_dims,
+            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims"}),
+        )
+
+
+class BrokenInfo(BaseModel):
+    folder: str
+    error: str
+
+
+class ModelList(BaseModel):
+    default: str | None
+    models: list[ModelInfo]
+    broken: list[BrokenInfo] = Field(description="artifact folders skipped at start-up, with the reason")

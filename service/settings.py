@@ -1,0 +1,71 @@
+"""The service's one configuration object, read from ``DISENTANGLE_*`` environment variables.
+
+Validated once at start-up: a bad value stops the process with a message naming the variable, instead of
+surfacing later as a failed request. List values may be given comma-separated
+(``DISENTANGLE_CORS_ORIGINS=http://a.test,http://b.test``) or as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import onnxruntime
+from pydantic import DirectoryPath, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1 << 20
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISENTANGLE_", extra="forbid", frozen=True)
+
+    model_dir: DirectoryPath = Field(default=Path("models"), description="folder of artifact folders")
+    default_model: str | None = Field(default=None, description="else the first loaded model by name")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    max_body_bytes: int = Field(default=16 * MIB, ge=1024, description="larger request bodies get a 413")
+    max_items: int = Field(default=256, ge=1, description="images or latents in one request")
+    max_image_side: int = Field(default=1024, ge=8, description="pixels; larger uploads get a 413")
+    max_traverse_steps: int = Field(default=32, ge=2)
+    latent_bound: float = Field(default=20.0, gt=0, description="latent values must lie in [-bound, bound]")
+
+    batch_max_size: int = Field(default=64, ge=1, description="rows per onnxruntime run; 1 turns batching off")
+    batch_max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="how long a batch waits for company; 0 batches only what queued during the last run",
+    )
+    queue_depth: int = Field(default=256, ge=1, description="requests waiting or running per model and network")
+    inference_threads: int = Field(default=1, ge=1, description="threads that run batches, shared by all models")
+    intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per session; 0 = all cores")
+    inter_op_threads: int = Field(default=1, ge=0)
+    providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+
+    api_key: SecretStr | None = Field(default=None, description="when set, every endpoint but health needs it")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("providers", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _some_provider(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one onnxruntime execution provider, e.g. CPUExecutionProvider")
+        available = onnxruntime.get_available_providers()
+        missing = [name for name in value if name not in available]
+        if missing:
+            raise ValueError(f"expected providers from {available}, received unavailable {missing}")
+        return value

@@ -1,0 +1,111 @@
+"""Helpers for the service tests: real `disentangle-serve` processes on loopback, artifact copies to break.
+
+Not a test module: the service test files import it, each starting the servers it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(model_dir: Path, **settings: object) -> Iterator[str]:
+    """Run `disentangle-serve` in its own process; yield its base URL once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISENTANGLE_")}
+    env.update({f"DISENTANGLE_{k.upper()}": str(v) for k, v in settings.items()})
+    env.setdefault("DISENTANGLE_LOG_LEVEL", "warning")
+    log_path = model_dir.parent / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        command = [sys.executable, "-m", "service.cli", "--model-dir", str(model_dir), "--port", str(port)]
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()}")
+
+
+def copy_artifact(source: Path, root: Path, name: str, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """A copy of a real artifact under ``root/name``, renamed to ``name``, its manifest optionally edited."""
+    target = root / name
+    target.mkdir(parents=True)
+    for file in source.iterdir():
+        (target / file.name).write_bytes(file.read_bytes())
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["name"] = name
+    if edit is not None:
+        edit(manifest)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def add_calibration(manifest: dict[str, Any]) -> None:
+    """Give a manifest a factor calibration built from its own statistics and its dataset's factors.
+
+    The real one comes from the evaluation (training/calibrate.py); this one only has to be a valid
+    instance of the contract: each factor on one of the most informative dims, its values spread over
+    mean +- 2 std of that dim, from the base (the dims' means).
+    """
+    stats = sorted(manifest["latent_stats"], key=lambda s: -s["kl"])
+    base = [s["mean"] for s in manifest["latent_stats"]]
+    factors = []
+    for stat, factor in zip(stats, manifest["dataset"]["factors"], strict=False):
+        n, spread = len(factor["values"]), 2 * max(stat["std"], 0.5)
+        codes = [[float(v)] for v in np.linspace(stat["mean"] - spread, stat["mean"] + spread, n)]
+        factors.append({"name": factor["name"], "values": factor["values"], "dims": [stat["index"]], "codes": codes})
+    manifest["calibration"] = {"base": base, "factors": factors}
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (labels matched as given, in any order)."""
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if match is None or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(3))
+    raise KeyError(f"{name}{labels} not in metrics")

@@ -1,0 +1,84 @@
+"""The micro-batcher under concurrent requests: they share onnxruntime runs and get the unbatched answers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from service_harness import copy_artifact, metric, serve
+
+from service.client import AsyncClient, Client
+
+CONCURRENT = 24
+
+
+@pytest.fixture(scope="module")
+def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("service-batching") / "models"
+    copy_artifact(smoke_artifact, root, "smoke")
+    # A generous wait makes the gathering certain, so the test does not depend on the machine's speed.
+    with serve(root, batch_max_wait_ms=100, batch_max_size=64) as base:
+        yield base
+
+
+def batches(url: str, network: str) -> tuple[float, float, float]:
+    """(runs, runs of one row, rows) so far for the smoke model's ``network``."""
+    text = httpx.get(f"{url}/metrics").text
+    labels = {"model": "smoke", "network": network}
+    return (
+        metric(text, "disentangle_batch_size_count", **labels),
+        metric(text, "disentangle_batch_size_bucket", le="1.0", **labels),
+        metric(text, "disentangle_batch_size_sum", **labels),
+    )
+
+
+def test_concurrent_decodes_share_runs_and_equal_unbatched_results(url: str) -> None:
+    latents = np.random.default_rng(1).normal(size=(CONCURRENT, 10)).astype(np.float32)
+    with Client(url) as client:
+        alone = [client.decode_arrays(z[None])[0] for z in latents[:4]]
+    runs_before, singles_before, rows_before = batches(url, "decoder")
+
+    async def together() -> list[np.ndarray]:
+        async with AsyncClient(url) as client:
+            answers = await asyncio.gather(*(client.decode_arrays(z[None]) for z in latents))
+        return [a[0] for a in answers]
+
+    batched = asyncio.run(together())
+    runs, singles, rows = batches(url, "decoder")
+    assert rows - rows_before == CONCURRENT
+    assert runs - runs_before < CONCURRENT  # some runs carried several requests
+    assert (runs - runs_before) - (singles - singles_before) >= 1  # a run of more than one row
+    for one, many in zip(alone, batched[:4], strict=True):
+        np.testing.assert_allclose(many, one, atol=1e-5)
+
+    with Client(url) as client:  # every batched answer is the one its own latent gets alone
+        np.testing.assert_allclose(np.stack(batched), client.decode_arrays(latents), atol=1e-5)
+
+
+def test_concurrent_encodes_share_runs_and_keep_their_own_answers(url: str) -> None:
+    pictures = []
+    for k in range(8):
+        picture = Image.new("L", (64, 64))
+        picture.paste(255, (4 + 6 * k, 10, 20 + 6 * k, 30))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        pictures.append(buffer.getvalue())
+    with Client(url) as client:
+        together_mu, together_logvar = client.encode(pictures)  # one request of 8: the reference
+    runs_before, _, _ = batches(url, "encoder")
+
+    async def separately() -> list[tuple[np.ndarray, np.ndarray]]:
+        async with AsyncClient(url) as client:
+            return await asyncio.gather(*(client.encode([p]) for p in pictures))
+
+    answers = asyncio.run(separately())
+    runs, _, _ = batches(url, "encoder")
+    assert runs - runs_before < len(pictures)
+    np.testing.assert_allclose(np.concatenate([mu for mu, _ in answers]), together_mu, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([lv for _, lv in answers]), together_logvar, atol=1e-5)
