@@ -20,7 +20,7 @@ from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
-from service.routes import decode, encode, health, models, traverse
+from service.routes import decode, encode, health, models, synthesize, traverse
 from service.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Without a key the check is left out entirely rather than run as a no-op on every request.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(health.router)
-    for resource in (models, encode, decode, traverse):
+    for resource in (models, encode, decode, traverse, synthesize):
         app.include_router(resource.router, dependencies=guarded)
 
     index = STATIC / "index.html"

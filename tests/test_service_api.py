@@ -129,7 +129,7 @@ def test_unknown_model_is_a_404_listing_the_known_ones(http: httpx.Client, clien
 def test_docs_openapi_and_home(http: httpx.Client) -> None:
     assert "swagger" in http.get("/docs").text.lower()
     paths = http.get("/openapi.json").json()["paths"]
-    assert {"/encode", "/decode", "/traverse", "/models", "/models/{name}"} <= set(paths)
+    assert {"/encode", "/decode", "/traverse", "/synthesize", "/models", "/models/{name}"} <= set(paths)
     decode_body = paths["/decode"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/octet-stream"} <= set(decode_body)
     assert "multipart/form-data" in paths["/encode"]["post"]["requestBody"]["content"]
@@ -312,6 +312,38 @@ def test_traverse_rejects_bad_requests(http: httpx.Client) -> None:
     rejected(http.post("/traverse", json={"latent": ZERO, "image": b64(ellipse_png())}), 422, "at most one base")
     rejected(http.post("/traverse", json={"latent": [0.0] * 4}), 422, "latent[0]: expected 10 values")
     rejected(http.post("/traverse", json={"dims": list(range(10)), "steps": 7}), 413, "dims x steps")
+
+
+# --- synthesize -----------------------------------------------------------------------------------------
+
+
+def test_synthesize_decodes_the_calibrated_latent(http: httpx.Client, client: Client, model_dir: Path) -> None:
+    calibration = json.loads((model_dir / "smoke-calibrated" / "manifest.json").read_text())["calibration"]
+    shape = calibration["factors"][0]
+    picture, latent = client.synthesize({"shape": shape["values"][2]}, model="smoke-calibrated")
+    assert latent.shape == (10,) and latent[shape["dims"][0]] == pytest.approx(shape["codes"][2][0], abs=1e-5)
+    decoded = client.decode_arrays(latent[None], model="smoke-calibrated")[0, 0]
+    assert np.abs(np.asarray(picture, dtype=np.float32) - np.rint(decoded * 255)).max() <= 1
+
+    raw = http.post(
+        "/synthesize",
+        json={"model": "smoke-calibrated", "factors": {"shape": shape["values"][2]}},
+        headers={"Accept": "image/png"},
+    )
+    assert raw.content.startswith(PNG_SIGNATURE)
+    np.testing.assert_allclose([float(v) for v in raw.headers["x-latent"].split(",")], latent, atol=1e-4)
+
+
+def test_synthesize_rejects_unknown_factors_values_and_uncalibrated_models(http: httpx.Client) -> None:
+    def post(factors: dict[str, Any], model: str = "smoke-calibrated") -> httpx.Response:
+        return http.post("/synthesize", json={"model": model, "factors": factors})
+
+    body = rejected(post({"colour": "red"}), 422, "factors.colour: expected a factor name, one of 'shape', 'scale'")
+    assert body["field"] == "factors.colour" and body["received"] == "'colour'"
+    rejected(post({"shape": "star"}), 422, "factors.shape: expected one of 'square', 'ellipse', 'heart'", "'star'")
+    rejected(post({"scale": 99.0}), 422, "factors.scale: expected a number in [0.5, 1]", "99.0")
+    rejected(post({"scale": "big"}), 422, "factors.scale", "'big'")
+    rejected(post({"shape": "square"}, model="smoke"), 422, "factor calibration", "['smoke-calibrated']")
 
 
 # --- metrics, and nothing lost ------------------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""Named factor values in, image out: the model's factor calibration turns them into a latent."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from service.calibration import FactorRequestError, latent_for
+from service.dependencies import RegistryDep, SettingsDep
+from service.errors import Rejected, shown
+from service.imaging import b64, png, to_pixels
+from service.payloads import PNG, Reply, accepts, documented_body, json_bytes, parse_json
+from service.runtime import Outputs
+from service.schemas import SynthesizeRequest, SynthesizeResponse
+from service.validation import check_latents
+
+router = APIRouter(tags=["synthesize"])
+
+RESPONSES = {
+    200: {
+        "content": {PNG: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "JSON by default; the PNG itself with `Accept: image/png`, the latent in X-Latent",
+    }
+}
+
+
+def _finish(model: str, latent: np.ndarray, raw: bool, outputs: Outputs) -> Reply:
+    picture = png(to_pixels(outputs[0])[0])
+    if raw:
+        return Reply(picture, PNG, {"X-Latent": ",".join(f"{v:.6g}" for v in latent)})
+    return Reply(json_bytes({"model": model, "latent": latent.tolist(), "image": b64(picture)}))
+
+
+@router.post(
+    "/synthesize",
+    summary="Decode the image that named factor values describe (models with a factor calibration)",
+    response_model=SynthesizeResponse,
+    responses=RESPONSES,  # type: ignore[arg-type]
+    openapi_extra=documented_body(SynthesizeRequest),
+)
+async def synthesize(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
+    body = await parse_json(request, SynthesizeRequest)
+    model = registry.get(body.model)
+    request.state.model = model.name
+    calibration = model.manifest.calibration
+    if calibration is None:
+        calibrated = [m.name for m in registry.models.values() if m.manifest.calibration is not None]
+        raise Rejected(422, "model", f"a model with a factor calibration, one of {calibrated}", repr(model.name))
+    try:
+        latent = latent_for(calibration, body.factors)
+    except FactorRequestError as error:
+        raise Rejected(422, f"factors.{error.factor}", error.expected, shown(error.received)) from None
+    latents = check_latents(latent[None], "latent", model.manifest, settings)
+    finish = partial(_finish, model.name, latents[0], accepts(request, PNG))
+    reply: Reply = await model.decoder.submit(latents, finish)
+    return reply.response()
