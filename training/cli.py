@@ -1,4 +1,4 @@
-"""Command line of the training half: ``disentangle-train fit | export``.
+"""Command line of the training half: ``disentangle-train fit | export | zoo``.
 
     disentangle-train fit --preset smoke --export-dir models/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
@@ -90,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     export.add_argument("--name", help="model name in the manifest (default: the folder's name)")
 
+    commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["zoo"]:  # the zoo has its own flags; hand them over untouched
+        from training.zoo import main as zoo_main
+
+        return zoo_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         if args.command == "fit":

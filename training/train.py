@@ -64,6 +64,7 @@ class TrainConfig:
     lr: float = 5e-4
     steps: int = 10_000
     seed: int = 0
+    time_limit_min: float = 0.0  # when > 0, stop (with a checkpoint) after this many minutes; resume later
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; the loss stays fp32)
     cache_on_device: bool = False  # hold the whole dataset on the device as uint8 (for GPUs)
@@ -251,6 +252,18 @@ def check_ranks_agree(model: nn.Module) -> None:
         raise RuntimeError(f"DDP replicas diverged: parameter checksums {[float(g) for g in gathered]}")
 
 
+def time_is_up(cfg: TrainConfig, step: int, elapsed_s: float, ddp: Distributed, device: torch.device) -> bool:
+    """Checked at log steps only; under DDP all ranks agree, or one would wait for the others forever."""
+    if cfg.time_limit_min <= 0 or step % cfg.log_every:
+        return False
+    up = elapsed_s > 60 * cfg.time_limit_min
+    if ddp.world_size > 1:
+        flag = torch.tensor([float(up)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        up = bool(flag.item())
+    return up
+
+
 def build_model(cfg: TrainConfig, dataset: ImageDataset) -> VAE:
     channels, height, width = dataset.image_shape
     if (height, width) != (64, 64):
@@ -280,7 +293,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # slimmed checkpoints (shipped without Adam's moments) restart them
+            opt.load_state_dict(state["optimizer"])
         progress = Progress(**state["progress"])
         if ddp.world_size == 1:
             torch.set_rng_state(state["torch_rng"])
@@ -322,7 +336,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             images_seen=progress.images_seen + x.shape[0] * ddp.world_size,
             wall_time_s=run_start_wall + time.perf_counter() - session_start,
         )
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        out_of_time = time_is_up(cfg, done, time.perf_counter() - session_start, ddp, device)
+        last = done == cfg.steps or out_of_time
+        if done % cfg.log_every == 0 or last:
             count = (done - 1) % cfg.log_every + 1
             means = {k: float(v) / count for k, v in sums.items()}
             if not math.isfinite(means["loss"]):
@@ -337,8 +353,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             shown = {k: f"{v:.4g}" for k, v in means.items() if k != "capacity"}
             bar.set_postfix(**shown, img_s=f"{rate:.0f}")
         bar.update(1)
-        if ddp.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        if ddp.main and (done % cfg.checkpoint_every == 0 or last):
             save_checkpoint(checkpoint_path, model, opt, cfg, progress, hardware)
+        if out_of_time:
+            break
 
     bar.close()
     batches.close()
