@@ -85,9 +85,15 @@ def test_two_factors_on_one_dim_round_trip_through_their_offsets() -> None:
 
 
 def test_select_dims_keeps_dims_with_at_least_the_share_of_the_top() -> None:
-    normalised = np.array([[0.9, 0.01], [0.5, 0.02], [0.4, 0.0]])
+    normalised = np.array([[0.9, 0.1], [0.5, 0.2], [0.4, 0.0]])
     assert select_dims(normalised, share=0.5) == [[0, 1], [1, 0]]
     assert select_dims(normalised, share=1.0) == [[0], [1]]
+
+
+def test_a_factor_no_dim_carries_gets_no_dims() -> None:
+    """Orientation in a model that ignores it: steering every dim by a sliver would only add noise."""
+    normalised = np.array([[0.9, 0.01], [0.1, 0.02], [0.0, 0.015]])
+    assert select_dims(normalised) == [[0], []]
 
 
 def test_bad_requests_list_the_valid_names_and_ranges() -> None:

@@ -19,9 +19,14 @@ from training.evaluate.information import DEFAULT_BINS, factor_entropies, mutual
 from training.evaluate.inputs import paired
 
 DEFAULT_SHARE = 0.5
+# A factor whose best dim holds less than this share of its entropy is not carried by the model at all: it
+# gets no dims, so a request for it leaves the latent unchanged instead of steering every dim a little.
+MIN_INFORMATION = 0.05
 
 
-def select_dims(normalised_information: np.ndarray, share: float = DEFAULT_SHARE) -> list[list[int]]:
+def select_dims(
+    normalised_information: np.ndarray, share: float = DEFAULT_SHARE, min_information: float = MIN_INFORMATION
+) -> list[list[int]]:
     """(d, F) normalised mutual information -> per factor, its dims, most informative first."""
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
@@ -29,7 +34,10 @@ def select_dims(normalised_information: np.ndarray, share: float = DEFAULT_SHARE
     for column in normalised_information.T:  # (d,) per factor
         order = np.argsort(-column, kind="stable")
         top = column[order[0]]
-        chosen.append([int(i) for i in order if i == order[0] or (top > 0 and column[i] >= share * top)])
+        if top < min_information:
+            chosen.append([])
+            continue
+        chosen.append([int(i) for i in order if i == order[0] or column[i] >= share * top])
     return chosen
 
 

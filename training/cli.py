@@ -17,6 +17,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from service.artifact import MANIFEST_NAME
 from training.presets import PRESETS
 from training.train import TrainConfig
 
@@ -75,6 +76,43 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def artifact_folders(paths: list[Path]) -> list[Path]:
+    """Each path is an artifact (it holds manifest.json) or a folder of artifacts."""
+    folders = []
+    for path in paths:
+        if (path / MANIFEST_NAME).exists():
+            folders.append(path)
+        else:
+            found = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}"))
+            if not found:
+                raise FileNotFoundError(f"{path} holds no {MANIFEST_NAME}, nor do its subfolders")
+            folders += found
+    return folders
+
+
+def run_eval(paths: list[Path], quick: bool, table_only: bool) -> None:
+    from service.artifact import read_manifest, write_manifest
+    from training.evaluate.table import markdown_table
+
+    manifests = []
+    for folder in artifact_folders(paths):
+        if table_only:
+            manifests.append(read_manifest(folder))
+            continue
+        from training.card import write_card
+        from training.data import get_dataset
+        from training.evaluate.artifact_eval import evaluate_artifact
+        from training.evaluate.onnx_model import OnnxModel
+
+        print(f"evaluating {folder} ...", file=sys.stderr, flush=True)
+        manifest, evaluation = evaluate_artifact(folder, quick=quick)
+        write_manifest(folder, manifest)
+        dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+        write_card(folder, OnnxModel(folder), manifest, dataset, evaluation)
+        manifests.append(manifest)
+    print(markdown_table(manifests))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="disentangle-train", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("run_dir", type=Path)
     export.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     export.add_argument("--name", help="model name in the manifest (default: the folder's name)")
+
+    evaluate = commands.add_parser("eval", help="metrics, calibration and card for artifacts, then a table")
+    evaluate.add_argument("paths", nargs="+", type=Path, help="artifact folders, or folders of artifacts")
+    evaluate.add_argument("--quick", action="store_true", help="small sample counts (for tests; numbers indicative)")
+    evaluate.add_argument("--table-only", action="store_true", help="print the table from the manifests as they are")
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
 
@@ -108,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest = export_run(args.run_dir, args.out, name=args.name)
             print(f"wrote {args.out} ({manifest.name}, {manifest.latent_dim} latents)")
+        elif args.command == "eval":
+            run_eval(args.paths, quick=args.quick, table_only=args.table_only)
     except (ValueError, FileNotFoundError) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2

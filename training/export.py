@@ -32,14 +32,13 @@ from service.artifact import (
 )
 from training.data import get_dataset
 from training.data.base import ImageDataset
+from training.evaluate.unsupervised import ACTIVE_KL_NATS
 from training.models import VAE
 from training.objectives import kl_per_dim
-from training.train import CHECKPOINT, TrainConfig, build_model, final_terms, load_checkpoint
+from training.train import CHECKPOINT, LOG, TrainConfig, build_model, final_terms, load_checkpoint
 
 PARITY_TOLERANCE = 1e-4
-# A dimension is active when its average KL to the prior exceeds this many nats (an AE, whose logvar is
-# reported as 0, gets KL = E[mu^2] / 2, so the same rule ranks its dimensions by spread).
-ACTIVE_KL_NATS = 0.01
+TRAINING_LOG = "training_log.jsonl"
 STATS_SAMPLES = 4096
 OPSET = 17
 
@@ -101,6 +100,7 @@ def latent_stats(model: VAE, images: np.ndarray, chunk: int = 512) -> list[Laten
             mean=float(mu[:, j].mean()),
             std=float(mu[:, j].std()),
             kl=float(kl[j]),
+            # An AE reports logvar = 0, so its "KL" is E[mu^2] / 2: the same rule then ranks dims by spread.
             active=bool(kl[j] > ACTIVE_KL_NATS),
         )
         for j in range(mu.shape[1])
@@ -141,6 +141,7 @@ def export_model(
     out_dir: Path,
     training: TrainingInfo,
     name: str | None = None,
+    log: Path | None = None,
 ) -> Manifest:
     """Write the artifact for ``model`` to ``out_dir`` (replacing what is there only once all checks pass)."""
     model = model.to("cpu").float().eval()
@@ -178,6 +179,8 @@ def export_model(
             metrics={"export_parity_max_abs_diff": diff},
         )
         write_manifest(staging, manifest)
+        if log is not None:  # the model card draws its training curves from it
+            shutil.copyfile(log, staging / TRAINING_LOG)
         _swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -220,4 +223,5 @@ def export_run(run_dir: Path, out_dir: Path, name: str | None = None) -> Manifes
         precision=state["precision"],
         final_terms=final_terms(Path(run_dir)),
     )
-    return export_model(model, cfg, dataset, out_dir, training, name=name)
+    log = Path(run_dir) / LOG
+    return export_model(model, cfg, dataset, out_dir, training, name=name, log=log if log.exists() else None)

@@ -19,6 +19,7 @@ import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO
 from pathlib import Path
 
 from training.train import CHECKPOINT
@@ -62,11 +63,13 @@ def train_all(jobs: Sequence[Job], runs: Path, overrides: Sequence[str], paralle
     # Share the cores out: several processes each spinning up all cores' worth of threads slow each other down.
     threads = max(1, (os.cpu_count() or 1) // min(parallel, len(jobs)))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    pending, running, codes = list(jobs), {}, {}
+    pending = list(jobs)
+    running: dict[str, tuple[subprocess.Popen, IO[str]]] = {}
+    codes: dict[str, int] = {}
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
-            log = job.log.open("a")
+            log: IO[str] = job.log.open("a")
             print(f"[zoo] start {job.name}", flush=True)
             running[job.name] = (subprocess.Popen(command(job, runs, overrides), stdout=log, stderr=log, env=env), log)
         for name, (process, log) in list(running.items()):

@@ -1,0 +1,158 @@
+"""The model card: pictures and a short card.md beside an artifact, written by ``disentangle-train eval``.
+
+card/traversal.png        rows = latent dims by KL (most informative first), columns = values of that dim
+card/reconstructions.png  inputs (top) over their reconstructions (bottom)
+card/mutual_information.png  normalised MI between each latent dim and each factor
+card/training_curves.png  the loss terms over training, from the artifact's training log
+card/card.md              the numbers and the pictures
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure  # the object API: no pyplot, no display backend to pick
+from PIL import Image
+
+from service.artifact import Manifest
+from training.data.base import ImageDataset
+from training.evaluate.artifact_eval import Evaluation
+from training.evaluate.onnx_model import OnnxModel
+from training.export import TRAINING_LOG
+
+CARD_DIR = "card"
+TRAVERSAL_STEPS = 9
+TRAVERSAL_SPAN = 2.5  # in standard deviations of mu over the data, either side of its mean
+
+
+def tile(images: np.ndarray, rows: int, cols: int, scale: int = 2, gap: int = 2) -> Image.Image:
+    """(rows*cols, C, H, W) in [0, 1] -> one picture with a light gap between tiles."""
+    _, channels, height, width = images.shape
+    canvas = np.full((rows * (height + gap) + gap, cols * (width + gap) + gap, channels), 0.85, dtype=np.float32)
+    for k, image in enumerate(images):
+        r, c = divmod(k, cols)
+        top, left = gap + r * (height + gap), gap + c * (width + gap)
+        canvas[top : top + height, left : left + width] = image.transpose(1, 2, 0)
+    array = (canvas * 255).round().astype(np.uint8)
+    picture = Image.fromarray(array[..., 0] if channels == 1 else array)
+    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+
+
+def traversal_values(manifest: Manifest, dim: int, steps: int = TRAVERSAL_STEPS) -> np.ndarray:
+    stat = manifest.latent_stats[dim]
+    spread = max(stat.std, 1e-3) * TRAVERSAL_SPAN
+    return np.linspace(stat.mean - spread, stat.mean + spread, steps)
+
+
+def traversal_grid(model: OnnxModel) -> Image.Image:
+    manifest = model.manifest
+    base = np.array([s.mean for s in manifest.latent_stats], dtype=np.float32)  # (d,)
+    order = sorted(range(manifest.latent_dim), key=lambda j: -manifest.latent_stats[j].kl)
+    latents = []
+    for dim in order:
+        for value in traversal_values(manifest, dim):
+            z = base.copy()
+            z[dim] = value
+            latents.append(z)
+    return tile(model.decode(np.stack(latents)), len(order), TRAVERSAL_STEPS)
+
+
+def reconstructions(model: OnnxModel, dataset: ImageDataset, n: int = 10) -> Image.Image:
+    images = dataset.images(np.random.default_rng(7).choice(len(dataset), size=n, replace=False))
+    return tile(np.concatenate([images, model.decode(model.mean(images))]), 2, n)
+
+
+def mutual_information_heatmap(information: np.ndarray, factor_names: list[str], path: Path) -> None:
+    fig = Figure(figsize=(1.2 + 0.9 * len(factor_names), 0.9 + 0.4 * information.shape[0]))
+    ax = fig.subplots()
+    ax.imshow(information, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(factor_names)), factor_names)
+    ax.set_yticks(range(information.shape[0]), [f"z{j}" for j in range(information.shape[0])])
+    for (row, col), value in np.ndenumerate(information):
+        ax.text(col, row, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.5 else "black")
+    ax.set_title("mutual information / factor entropy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def training_curves(log: Path, path: Path) -> bool:
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not records:
+        return False
+    seen = np.array([r["images_seen"] for r in records])
+    terms = [k for k in ("recon", "kl", "mi", "tc", "dwkl", "capacity") if k in records[0]]
+    fig = Figure(figsize=(3.2 * len(terms), 2.8))
+    axes = fig.subplots(1, len(terms), squeeze=False)
+    for ax, term in zip(axes[0], terms, strict=True):
+        ax.plot(seen, [r[term] for r in records], linewidth=1)
+        ax.set_title(term)
+        ax.set_xlabel("images seen")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def _metric_rows(metrics: dict[str, float | int | str]) -> list[str]:
+    shown = [
+        ("MIG", "mig"), ("FactorVAE score", "factor_vae"), ("beta-VAE score", "beta_vae"),
+        ("DCI disentanglement", "dci.disentanglement"), ("DCI completeness", "dci.completeness"),
+        ("DCI informativeness (test accuracy)", "dci.informativeness_test"), ("SAP", "sap"),
+        ("reconstruction (BCE per image)", "recon_bce"), ("reconstruction (squared error per image)", "recon_mse"),
+        ("KL (nats)", "kl_total"), ("active dims", "active_dims"), ("total correlation (nats)", "tc_estimate"),
+        ("synthesis IoU vs. ground truth", "synthesis_iou"), ("synthesis correlation", "synthesis_corr"),
+    ]  # fmt: skip
+    rows = []
+    for label, key in shown:
+        if key in metrics:
+            value = metrics[key]
+            rows.append(f"| {label} | {value:.3f} |" if isinstance(value, float) else f"| {label} | {value} |")
+    return rows
+
+
+def write_card(
+    folder: Path, model: OnnxModel, manifest: Manifest, dataset: ImageDataset, evaluation: Evaluation
+) -> Path:
+    card = folder / CARD_DIR
+    card.mkdir(exist_ok=True)
+    traversal_grid(model).save(card / "traversal.png")
+    reconstructions(model, dataset).save(card / "reconstructions.png")
+    pictures = [("Latent traversals (rows: dims by KL; columns: mean ± 2.5 sd)", "traversal.png"),
+                ("Inputs (top) and reconstructions (bottom)", "reconstructions.png")]  # fmt: skip
+    if evaluation.mutual_information is not None:
+        heatmap = card / "mutual_information.png"
+        mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap)
+        pictures.append(("Mutual information between latent dims and factors", "mutual_information.png"))
+    log = folder / TRAINING_LOG
+    if log.exists() and training_curves(log, card / "training_curves.png"):
+        pictures.append(("Training curves", "training_curves.png"))
+
+    metrics = manifest.metrics
+    t = manifest.training
+    lines = [
+        f"# {manifest.name}",
+        "",
+        f"{manifest.objective} ({manifest.architecture}, {manifest.latent_dim} latents, {manifest.likelihood}) "
+        f"on {manifest.dataset.name}; {t.steps:,} steps, {t.images_seen:,} images, {t.wall_time_s / 60:.1f} min "
+        f"on {t.device} ({t.precision}). Code {manifest.code_version}.",
+        "",
+        "Hyperparameters: " + ", ".join(f"`{k}={v}`" for k, v in manifest.hyperparameters.items()),
+        "",
+        f"Evaluated with `disentangle-train eval` ({metrics.get('eval_settings', '?')} settings; "
+        f"MIG: {metrics.get('mig.definition', 'n/a')}).",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *_metric_rows(metrics),
+    ]
+    if manifest.calibration is not None:
+        lines += ["", "Factor calibration (dims carrying each factor; how often re-encoding recovers it):", ""]
+        lines += ["| factor | dims | recovered |", "| --- | --- | --- |"]
+        for factor in manifest.calibration.factors:
+            recovered = manifest.calibration.recovery.get(factor.name, float("nan"))
+            lines.append(f"| {factor.name} | {factor.dims} | {recovered:.2f} |")
+    for caption, file in pictures:
+        lines += ["", f"**{caption}**", "", f"![{caption}]({file})"]
+    (card / "card.md").write_text("\n".join(lines) + "\n")
+    return card

@@ -1,0 +1,141 @@
+"""Evaluate an exported artifact: disentanglement metrics, unsupervised measures, and factor calibration.
+
+    disentangle-train eval models/dsprites_beta_tcvae          # writes metrics + calibration + card/
+    disentangle-train eval models/                             # every artifact in the folder, then one table
+
+Everything runs through the artifact's ONNX files, so the numbers describe what the service serves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.artifact import Calibration, FactorSpec, Manifest
+from service.calibration import latent_for
+from training.calibrate import calibrate
+from training.data import get_dataset
+from training.data.base import FactorDataset, ImageDataset
+from training.evaluate.information import factor_entropies, mutual_information_matrix
+from training.evaluate.onnx_model import OnnxModel
+from training.evaluate.suite import EvaluationSettings, evaluate_representation
+from training.evaluate.unsupervised import active_dims, kl_per_dim, total_correlation_estimate
+
+UNSUPERVISED_SAMPLES = 10_000
+SYNTHESIS_SAMPLES = 1_000
+# Settings small enough for a test run of the whole pipeline; the numbers they give are only indicative.
+QUICK = EvaluationSettings(
+    num_train=2_000, num_test=1_000, dci_num_train=500, num_votes_train=200, num_votes_eval=100,
+    num_variance_estimate=2_000,
+)  # fmt: skip
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float | int | str]
+    calibration: Calibration | None
+    mutual_information: np.ndarray | None  # (d, F), normalised by each factor's entropy
+    factor_names: list[str]
+
+
+def reconstruction_per_image(images: np.ndarray, decoded: np.ndarray, likelihood: str) -> float:
+    """Mean over images of the negative log-likelihood summed over pixels (BCE or squared error)."""
+    if likelihood == "bernoulli":
+        p = np.clip(decoded.astype(np.float64), 1e-7, 1 - 1e-7)
+        per_pixel = -(images * np.log(p) + (1 - images) * np.log1p(-p))
+    else:
+        per_pixel = (decoded.astype(np.float64) - images) ** 2
+    return float(per_pixel.reshape(len(images), -1).sum(1).mean())
+
+
+def _is_binary(images: np.ndarray) -> bool:
+    return bool(np.isin(images, (0.0, 1.0)).all())
+
+
+def _agreement(decoded: np.ndarray, truth: np.ndarray, binary: bool) -> np.ndarray:
+    """Per image: IoU of the thresholded images for binary data, else the Pearson correlation of pixels."""
+    a = decoded.reshape(len(decoded), -1)
+    b = truth.reshape(len(truth), -1)
+    if binary:
+        a, b = a > 0.5, b > 0.5
+        union = (a | b).sum(1)
+        return np.where(union > 0, (a & b).sum(1) / np.maximum(union, 1), 1.0)
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def synthesis_quality(
+    model: OnnxModel, dataset: FactorDataset, calibration: Calibration, rng: np.random.Generator, n: int
+) -> dict[str, float]:
+    """Decode the calibrated latent of ``n`` random factor combinations and compare with the dataset's own
+    render of the same combination; then re-encode the decoded image and read each factor back as the
+    calibrated value nearest to the code on that factor's dims."""
+    classes = dataset.sample_factors(n, rng)  # (n, F)
+    factors = dataset.factors
+    latents = np.stack(
+        [latent_for(calibration, {f.name: f.values[c] for f, c in zip(factors, row, strict=True)}) for row in classes]
+    )  # (n, d)
+    decoded = model.decode(latents)
+    truth = dataset.render(classes)
+    binary = _is_binary(truth)
+    out = {("synthesis_iou" if binary else "synthesis_corr"): float(_agreement(decoded, truth, binary).mean())}
+    mu = model.mean(decoded)  # (n, d)
+    for j, factor in enumerate(calibration.factors):
+        codes = np.asarray(factor.codes)  # (V, k)
+        distance = ((mu[:, factor.dims][:, None, :] - codes[None]) ** 2).sum(2)  # (n, V)
+        out[f"recovery.{factor.name}"] = float((distance.argmin(1) == classes[:, j]).mean())
+    return out
+
+
+def evaluate(
+    model: OnnxModel, dataset: ImageDataset, settings: EvaluationSettings, rng: np.random.Generator
+) -> Evaluation:
+    manifest = model.manifest
+    n = min(UNSUPERVISED_SAMPLES, len(dataset))
+    images = dataset.images(rng.choice(len(dataset), size=n, replace=False))
+    mu, logvar = model.encode(images)
+    kl = kl_per_dim(mu, logvar)
+    metrics: dict[str, float | int | str] = {
+        f"recon_{'bce' if manifest.likelihood == 'bernoulli' else 'mse'}": reconstruction_per_image(
+            images, model.decode(mu), manifest.likelihood
+        ),
+        "kl_total": float(kl.sum()),
+        "active_dims": int(active_dims(kl).sum()),
+        "tc_estimate": total_correlation_estimate(mu, logvar, len(dataset), rng),
+        "eval_samples": n,
+    }
+    if not isinstance(dataset, FactorDataset):
+        return Evaluation(metrics, None, None, [])
+
+    names = [f.name for f in dataset.factors]
+    metrics.update(evaluate_representation(dataset, model.mean, rng, settings))
+    classes = dataset.sample_factors(settings.num_train, rng)
+    codes = model.mean(dataset.render(classes))
+    information = mutual_information_matrix(codes, classes, settings.bins) / factor_entropies(classes)[None, :]
+    specs = [FactorSpec(name=f.name, values=list(f.values)) for f in dataset.factors]
+    calibration = calibrate(codes, classes, specs, settings.bins)
+    quality = synthesis_quality(model, dataset, calibration, rng, SYNTHESIS_SAMPLES)
+    metrics.update(quality)
+    calibration = calibration.model_copy(
+        update={
+            "agreement": {k: v for k, v in quality.items() if k.startswith("synthesis")},
+            "recovery": {k.split(".", 1)[1]: v for k, v in quality.items() if k.startswith("recovery.")},
+        }
+    )
+    return Evaluation(metrics, calibration, information, names)
+
+
+def evaluate_artifact(folder: Path, quick: bool = False, seed: int = 0) -> tuple[Manifest, Evaluation]:
+    """Evaluate ``folder``'s artifact; return its manifest with metrics and calibration filled in."""
+    model = OnnxModel(folder)
+    manifest = model.manifest
+    dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+    settings = QUICK if quick else EvaluationSettings()
+    result = evaluate(model, dataset, settings, np.random.default_rng(seed))
+    result.metrics["eval_settings"] = "quick" if quick else "disentanglement_lib"
+    metrics = {**manifest.metrics, **result.metrics}
+    updated = manifest.model_copy(update={"metrics": metrics, "calibration": result.calibration})
+    return Manifest.model_validate(updated.model_dump()), result
