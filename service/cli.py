@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         access_log=False,  # RequestContext writes one structured line per request instead
         server_header=False,
+        # Nothing here reads client addresses; parsing X-Forwarded-* would be one more layer per request.
+        proxy_headers=False,
     )
     return 0
 
