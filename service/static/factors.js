@@ -1,0 +1,83 @@
+// Controls for a model's named factors (its calibration): a list for categorical factors, a slider over
+// the calibrated span for numeric ones, and a checkbox per factor to leave it out (it then keeps its
+// average over the data).
+
+import { formatValue } from "./sliders.js";
+
+function isCategorical(factor) {
+  return factor.values.some((v) => typeof v === "string");
+}
+
+export class FactorControls {
+  // `onChange()` runs whenever the user changes a factor.
+  constructor(container, onChange) {
+    this.container = container;
+    this.onChange = onChange;
+    this.readers = [];
+  }
+
+  build(calibration) {
+    this.container.replaceChildren();
+    this.readers = calibration.factors.map((factor, i) => this.row(factor, i));
+  }
+
+  row(factor, i) {
+    const id = `factor-${i}`;
+    const row = document.createElement("div");
+    row.className = "factor";
+
+    const use = Object.assign(document.createElement("input"), { type: "checkbox", checked: true });
+    use.setAttribute("aria-label", `set ${factor.name}`);
+    use.title = "leave unticked to keep this factor at its average";
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = factor.name;
+
+    const categorical = isCategorical(factor);
+    const control = categorical ? this.select(factor) : this.slider(factor);
+    control.id = id;
+    const output = document.createElement("output");
+    output.htmlFor = id;
+    output.setAttribute("aria-hidden", "true"); // as for the latent sliders: the control speaks for itself
+    const show = () => {
+      if (categorical) return;
+      output.textContent = formatValue(Number(control.value));
+      control.setAttribute("aria-valuetext", output.textContent);
+    };
+    show();
+    control.addEventListener("input", () => {
+      show();
+      this.onChange();
+    });
+    use.addEventListener("change", () => {
+      control.disabled = !use.checked;
+      this.onChange();
+    });
+    row.append(use, label, control, output);
+    this.container.append(row);
+    return () => (use.checked ? [factor.name, categorical ? control.value : Number(control.value)] : undefined);
+  }
+
+  select(factor) {
+    const select = document.createElement("select");
+    for (const value of factor.values) select.append(new Option(String(value), String(value)));
+    return select;
+  }
+
+  slider(factor) {
+    const numbers = factor.values.map(Number);
+    const low = Math.min(...numbers);
+    const high = Math.max(...numbers);
+    return Object.assign(document.createElement("input"), {
+      type: "range",
+      min: String(low),
+      max: String(high),
+      step: "any",
+      value: String((low + high) / 2),
+    });
+  }
+
+  get factors() {
+    return Object.fromEntries(this.readers.map((read) => read()).filter((entry) => entry !== undefined));
+  }
+}
