@@ -1,0 +1,347 @@
+"""The latent explorer page in a real browser (Debian's chromium, driven by Playwright) on a real server.
+
+The server asks for an API key and serves two copies of the smoke model; one gets a factor calibration
+computed by ``training.calibrate`` from the model's own encodings of dSprites renders, for the named-factor
+panel. Screenshots go to test-artifacts/page.png, and to docs/page.png when that one is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxruntime
+import pytest
+from PIL import Image
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    FilePayload,
+    Page,
+    Response,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+from service_harness import REPO, copy_artifact, serve
+
+from training.calibrate import calibrate
+from training.data.dsprites import DSprites
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+KEY = "page-test-key"
+DESKTOP = ViewportSize(width=1280, height=900)
+PHONE = ViewportSize(width=380, height=800)
+CALIBRATION_SAMPLES = 2000  # covers each of dSprites' 40 orientations and 32 positions many times over
+WAIT_S = 15.0  # for a busy CI machine; every wait ends as soon as the page gets there
+PNG_DATA_URL = re.compile(r"^data:image/png;base64,")
+
+# dSprites factor classes: heart, largest scale, orientation 0, left of centre, low
+HEART = [2, 5, 0, 8, 24]
+
+
+def _chromium() -> Path | None:
+    """The browser, installed with apt-get on first use where the machine allows it."""
+    if not CHROMIUM.exists():
+        subprocess.run(["bash", str(REPO / "scripts" / "install-browser.sh")], check=False)
+    return CHROMIUM if CHROMIUM.exists() else None
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    path = _chromium()
+    if path is None:
+        pytest.skip(f"{CHROMIUM} is missing and scripts/install-browser.sh could not install it (needs root, apt)")
+    return path
+
+
+def dsprites_png(classes: list[int]) -> bytes:
+    pixels = DSprites().render(np.array([classes]))[0, 0]  # (64, 64) in {0, 1}
+    buffer = io.BytesIO()
+    Image.fromarray((pixels * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def real_calibration(artifact: Path) -> dict[str, Any]:
+    """The calibration training computes: dims and codes from the encoder's means on random renders."""
+    dsprites = DSprites()
+    classes = dsprites.sample_factors(CALIBRATION_SAMPLES, np.random.default_rng(0))
+    encoder = onnxruntime.InferenceSession(str(artifact / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    images = dsprites.render(classes)
+    mu = np.concatenate([encoder.run(["mu"], {"image": batch})[0] for batch in np.array_split(images, 8)])
+    return calibrate(mu, classes, dsprites.info().factors).model_dump()
+
+
+@pytest.fixture(scope="module")
+def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("page") / "models"
+    copy_artifact(smoke_artifact, root, "smoke")
+    calibration = real_calibration(smoke_artifact)
+    copy_artifact(smoke_artifact, root, "smoke-calibrated", lambda m: m.update(calibration=calibration))
+    with serve(root, api_key=KEY) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def http(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Browser]:
+    expect.set_options(timeout=WAIT_S * 1000)
+    with sync_playwright() as playwright:
+        yield playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab (no stored key); the test fails on any script error the page raises."""
+    context = browser.new_context(viewport=DESKTOP)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: _console_error(message, errors))
+    yield tab
+    context.close()
+    assert errors == []
+
+
+def _console_error(message: ConsoleMessage, errors: list[str]) -> None:
+    # The browser logs every failed request as a console error; the page shows those itself.
+    if message.type == "error" and "Failed to load resource" not in message.text:
+        errors.append(message.text)
+
+
+def connect(page: Page, url: str) -> None:
+    page.goto(url)
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_label("API key").press("Enter")
+    expect(page.locator("main")).to_be_visible()
+    expect(page.locator("#decoded")).to_have_attribute("src", PNG_DATA_URL)
+
+
+def upload(page: Page, name: str, mime_type: str, data: bytes) -> None:
+    page.get_by_label("Encode an image").set_input_files(FilePayload(name=name, mimeType=mime_type, buffer=data))
+
+
+def pixels_of(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))), dtype=np.int16)
+
+
+def sliders_latent(page: Page) -> list[float]:
+    """The latent the sliders show, in dimension order."""
+    values = page.eval_on_selector_all(
+        "#sliders input[type=range]", "inputs => inputs.map(i => [Number(i.dataset.dim), Number(i.value)])"
+    )
+    return [value for _, value in sorted(values)]
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page never showed {what}")
+        time.sleep(0.05)
+
+
+def decoded_pixels(http: httpx.Client, model: str, latent: list[float]) -> np.ndarray:
+    answer = http.post("/decode", json={"model": model, "latents": [latent]})
+    assert answer.status_code == 200, answer.text
+    return pixels_of("data:image/png;base64," + answer.json()["images"][0])
+
+
+def sent_json(response: Response) -> dict[str, Any]:
+    body = response.request.post_data_json
+    assert isinstance(body, dict), response.request.post_data
+    return body
+
+
+def save_screenshot(page: Page) -> None:
+    shot = page.screenshot(full_page=True)
+    for target in (REPO / "test-artifacts" / "page.png", REPO / "docs" / "page.png"):
+        if target.parent.name == "docs" and target.exists():
+            continue  # the README's picture is written once and committed
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(shot)
+
+
+# --- tests ----------------------------------------------------------------------------------------------
+
+
+def test_page_lists_the_models_and_shows_the_card(page: Page, url: str, smoke_artifact: Path) -> None:
+    connect(page, url)
+    models = page.get_by_label("Model", exact=True)
+    expect(models.locator("option")).to_have_text(["smoke", "smoke-calibrated"])
+    expect(models).to_have_value("smoke")
+    manifest = json.loads((smoke_artifact / "manifest.json").read_text())
+    card = page.locator("#card")
+    expect(card).to_contain_text("Objective")
+    expect(card).to_contain_text({"vae": "VAE"}.get(manifest["objective"], manifest["objective"]))
+    expect(card).to_contain_text("dsprites, 737,280 images")
+    expect(card.get_by_role("table", name="Metrics")).to_be_visible()
+    for metric in manifest["metrics"]:
+        expect(card).to_contain_text(metric)
+    # One labelled slider per latent dimension, the most informative first.
+    sliders = page.locator("#sliders input[type=range]")
+    expect(sliders).to_have_count(manifest["latent_dim"])
+    top = max(manifest["latent_stats"], key=lambda s: s["kl"])["index"]
+    expect(sliders.first).to_have_attribute("data-dim", str(top))
+    expect(page.get_by_role("slider", name=re.compile(rf"^z{top}\b"))).to_have_attribute("data-dim", str(top))
+    expect(page.locator("#factors-panel")).to_be_hidden()
+
+
+def test_a_missing_or_wrong_key_shows_the_service_error(page: Page, url: str) -> None:
+    page.goto(url)
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("401")
+    expect(alert).to_contain_text("Authorization: expected a 'Bearer <api key>' header, received none")
+    expect(page.locator("main")).to_be_hidden()
+    expect(page.get_by_label("API key")).to_be_focused()
+
+    page.get_by_label("API key").fill("not-the-key")
+    page.get_by_label("API key").press("Enter")
+    expect(alert).to_contain_text("expected the service's API key, received a different key")
+
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_label("API key").press("Enter")
+    expect(page.locator("main")).to_be_visible()
+    expect(alert).to_have_text("")
+
+
+def test_arrow_keys_move_a_slider_and_the_decoded_image_follows(page: Page, url: str, http: httpx.Client) -> None:
+    connect(page, url)
+    image = page.locator("#decoded")
+    before_src = image.get_attribute("src") or ""
+    before = sliders_latent(page)
+    slider = page.locator("#sliders input[type=range]").first
+    dim = int(slider.get_attribute("data-dim") or "")
+    slider.focus()
+    for _ in range(25):
+        slider.press("ArrowRight")
+
+    after = sliders_latent(page)
+    assert after[dim] > before[dim]
+    assert [v for j, v in enumerate(after) if j != dim] == [v for j, v in enumerate(before) if j != dim]
+    expected = decoded_pixels(http, "smoke", after)
+    assert np.abs(expected - pixels_of(before_src)).max() > 1, "the move must change the decoded image"
+
+    def shows_the_moved_latent() -> bool:
+        src = image.get_attribute("src") or ""
+        return src != before_src and np.abs(pixels_of(src) - expected).max() <= 1
+
+    wait_until(shows_the_moved_latent, "the image decoded from the moved slider")
+    expect(page.locator(f"output[for=z-{dim}]")).to_have_text(f"{after[dim]:.2f}")
+
+
+def test_a_traversal_frame_sets_its_dimension(page: Page, url: str) -> None:
+    connect(page, url)
+    slider = page.locator("#sliders input[type=range]").first
+    dim = slider.get_attribute("data-dim")
+    expect(page.get_by_label("Dimension", exact=True)).to_have_value(dim or "")
+    last = page.locator("#frames button").last
+    expect(last.get_by_role("img")).to_have_attribute("src", PNG_DATA_URL)
+    last.click()
+    wait_until(lambda: slider.input_value() == slider.get_attribute("max"), f"z{dim} at the end of its range")
+    expect(last).to_be_focused()
+
+
+def test_an_uploaded_png_moves_the_sliders_to_its_latent(page: Page, url: str, http: httpx.Client) -> None:
+    connect(page, url)
+    picture = dsprites_png(HEART)
+    encoded = http.post("/encode", files={"images": ("heart.png", picture, "image/png")}, data={"model": "smoke"})
+    assert encoded.status_code == 200, encoded.text
+    mu = encoded.json()["mu"][0]
+
+    upload(page, "heart.png", "image/png", picture)
+    expect(page.get_by_role("status")).to_contain_text("Encoded heart.png")
+    assert sliders_latent(page) == pytest.approx(mu, abs=1e-5)
+    expect(page.locator("#uploaded-figure")).to_be_visible()
+    expected = decoded_pixels(http, "smoke", mu)
+    wait_until(
+        lambda: np.abs(pixels_of(page.locator("#decoded").get_attribute("src") or ",") - expected).max() <= 1,
+        "the decoded latent of the upload",
+    )
+
+
+def test_an_upload_that_is_not_an_image_shows_why(page: Page, url: str) -> None:
+    connect(page, url)
+    upload(page, "notes.txt", "text/plain", b"not a picture")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("422")
+    expect(alert).to_contain_text("images[0]: expected a PNG or JPEG image, received 13 bytes that are not one")
+
+
+def test_named_factors_synthesize_the_image(page: Page, url: str, http: httpx.Client) -> None:
+    connect(page, url)
+    page.get_by_label("Model", exact=True).select_option("smoke-calibrated")
+    panel = page.locator("#factors-panel")
+    expect(panel).to_be_visible()
+    names = [f["name"] for f in http.get("/models/smoke-calibrated").json()["calibration"]["factors"]]
+    for name in names:
+        expect(panel.get_by_label(name, exact=True)).to_be_enabled()
+
+    def asks_for_a_heart(response: Response) -> bool:
+        return response.url.endswith("/synthesize") and sent_json(response)["factors"].get("shape") == "heart"
+
+    with page.expect_response(asks_for_a_heart) as answer:
+        panel.get_by_label("shape", exact=True).select_option("heart")
+    sent = sent_json(answer.value)
+    assert sent["model"] == "smoke-calibrated" and set(sent["factors"]) == set(names)
+    reference = http.post("/synthesize", json=sent).json()
+    expected = pixels_of("data:image/png;base64," + reference["image"])
+    synthesized = page.locator("#synthesized")
+    wait_until(
+        lambda: np.abs(pixels_of(synthesized.get_attribute("src") or ",") - expected).max() <= 1,
+        "the synthesised heart",
+    )
+
+    # Leaving a factor out sends it no more.
+    with page.expect_response(lambda r: r.url.endswith("/synthesize")) as answer:
+        panel.get_by_label("set posX").uncheck()
+    without_pos_x = sent_json(answer.value)
+    assert "posX" not in without_pos_x["factors"]
+
+    edit = page.get_by_role("button", name="Edit in the sliders")
+    expect(edit).to_be_enabled()  # once the picture without posX is in
+    edit.click()
+    latent = http.post("/synthesize", json=without_pos_x).json()["latent"]
+    wait_until(lambda: sliders_latent(page) == pytest.approx(latent, abs=1e-5), "the synthesised latent")
+
+
+def test_the_page_fits_a_phone_and_is_pictured(browser: Browser, url: str) -> None:
+    context = browser.new_context(viewport=PHONE)
+    phone = context.new_page()
+    connect(phone, url)
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    context.close()
+    assert width <= PHONE["width"]
+
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    connect(page, url)
+    page.get_by_label("Model", exact=True).select_option("smoke-calibrated")
+    upload(page, "heart.png", "image/png", dsprites_png(HEART))
+    expect(page.get_by_role("status")).to_contain_text("Encoded heart.png")
+    expect(page.locator("#frames img").last).to_have_attribute("src", PNG_DATA_URL)
+    expect(page.locator("#synthesized")).to_have_attribute("src", PNG_DATA_URL)
+    page.get_by_label("API key").blur()  # no focus ring in the README's picture
+    save_screenshot(page)
+    context.close()
