@@ -1,7 +1,9 @@
 """Images in and out: PNG/JPEG bytes and float arrays to model tensors, model tensors to PNG and GIF.
 
-Model tensors are float32 (C, H, W) in [0, 1]. PNGs are written at zlib level 1: on 64x64 images it is
-about twice as fast as the default level and the files are barely larger.
+Model tensors are float32 (C, H, W) in [0, 1]. PNGs are written here rather than by Pillow: 8-bit grey or
+RGB, no row filters, zlib level 1. On a 64x64 decoder output that takes half of Pillow's time at its own
+level 1 (Pillow's per-call overhead dominates at this size) for files about 20% larger, and zlib releases the
+GIL while it compresses, so the event loop keeps running. Reading still goes through Pillow.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import base64
 import binascii
 import io
 import math
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,7 @@ from PIL import Image
 from service.errors import Rejected, shown
 
 PNG_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 READABLE_FORMATS = ("PNG", "JPEG")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, what PIL's "L" conversion uses
 GRID_GAP = 2
@@ -29,11 +34,19 @@ def to_pixels(images: np.ndarray) -> np.ndarray:
     return pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
 def png(pixels: np.ndarray) -> bytes:
     """One (H, W) or (H, W, 3) uint8 image -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_LEVEL)
-    return buffer.getvalue()
+    height, width = pixels.shape[:2]
+    color_type = 0 if pixels.ndim == 2 else 2  # grey or RGB
+    rows = np.zeros((height, 1 + pixels[0].size), dtype=np.uint8)  # each row starts with filter type 0
+    rows[:, 1:] = pixels.reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    data = zlib.compress(rows.tobytes(), PNG_LEVEL)
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
 def pngs(images: np.ndarray) -> list[bytes]:

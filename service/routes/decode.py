@@ -79,15 +79,16 @@ async def decode(request: Request, registry: RegistryDep, settings: SettingsDep)
     if content_type(request) == BINARY:
         query, headers = request.query_params, request.headers
         chosen = registry.get(query.get("model"))
+        request.state.model = chosen.name
         shape = headers.get("x-shape") or query.get("shape")
         latents = binary_latents(await request.body(), shape, chosen.manifest, settings)
         fmt = "png"
     else:
         body = await parse_json(request, DecodeRequest, also=(BINARY,))
         chosen = registry.get(body.model)
+        request.state.model = chosen.name
         latents = check_latents(body.latents, "latents", chosen.manifest, settings)
         fmt = body.format
-    request.state.model = chosen.name
     if accepts(request, BINARY):
         finish = _float32
     elif accepts(request, PNG):
