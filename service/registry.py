@@ -11,6 +11,7 @@ import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -78,8 +79,16 @@ class Registry:
             await model.decoder.close()
 
 
-def _file(folder: Path, manifest: Manifest, role: str) -> Path:
-    entry = manifest.files[role]  # type: ignore[index]
+Role = Literal["encoder", "decoder"]
+# Each network's role, its input name and the outputs the service reads, in that order.
+NETWORKS: tuple[tuple[Role, str, list[str]], ...] = (
+    ("encoder", "image", ["mu", "logvar"]),
+    ("decoder", "z", ["image"]),
+)
+
+
+def _file(folder: Path, manifest: Manifest, role: Role) -> Path:
+    entry = manifest.files[role]
     path = (folder / entry.path).resolve()
     if not path.is_relative_to(folder.resolve()):
         raise ArtifactError(f"files.{role}.path {entry.path!r} points outside the artifact folder")
@@ -106,7 +115,7 @@ def load_model(folder: Path, settings: Settings, pool: Executor, metrics: Metric
     except ValidationError as error:
         raise ArtifactError(f"{MANIFEST_NAME} is invalid: {validation_body(error.errors())['detail']}") from None
     batchers = {}
-    for role, input_name, outputs in (("encoder", "image", ["mu", "logvar"]), ("decoder", "z", ["image"])):
+    for role, input_name, outputs in NETWORKS:
         session = open_session(_file(folder, manifest, role), settings)
         inputs = [i.name for i in session.get_inputs()]
         names = [o.name for o in session.get_outputs()]

@@ -17,6 +17,7 @@ from service_harness import REPO, copy_artifact, serve
 from service.client import Client, ServiceError
 
 KEY = "test-key-0123"
+ORIGIN = "http://page.test"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     root = tmp_path_factory.mktemp("service-limits") / "models"
     copy_artifact(smoke_artifact, root, "smoke")
     copy_artifact(smoke_artifact, root, "smoke-b")
-    with serve(root, api_key=KEY, queue_depth=1, default_model="smoke-b") as base:
+    with serve(root, api_key=KEY, queue_depth=1, default_model="smoke-b", cors_origins=ORIGIN) as base:
         yield base
 
 
@@ -40,6 +41,17 @@ def test_api_key_guards_everything_but_health(url: str) -> None:
     with Client(url, api_key=KEY) as client:
         assert client.models()["default"] == "smoke-b"
         assert len(client.decode([[0.0] * 10])) == 1
+
+
+def test_cors_lets_the_configured_origin_call_with_its_key(url: str) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    allowed = httpx.options(f"{url}/decode", headers={"Origin": ORIGIN, **preflight})
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
+    other = httpx.options(f"{url}/decode", headers={"Origin": "http://elsewhere.test", **preflight})
+    assert "access-control-allow-origin" not in other.headers
+    answer = httpx.get(f"{url}/models", headers={"Origin": ORIGIN, "Authorization": f"Bearer {KEY}"})
+    assert answer.headers["access-control-allow-origin"] == ORIGIN
+    assert "x-request-id" in answer.headers["access-control-expose-headers"].lower()
 
 
 def test_a_full_queue_answers_429_and_the_service_recovers(url: str) -> None:
