@@ -17,6 +17,7 @@ from service.artifact import read_manifest, sha256_of
 from training import export as export_module
 from training.cli import main
 from training.export import ExportError, export_run
+from training.presets import PRESETS
 from training.train import CHECKPOINT, LOG, TrainConfig, load_checkpoint, train
 
 
@@ -37,7 +38,9 @@ def test_smoke_artifact_loads_in_onnxruntime_and_matches_its_manifest(smoke_arti
     for role, file in manifest.files.items():
         assert sha256_of(smoke_artifact / file.path) == file.sha256, role
     assert manifest.metrics["export_parity_max_abs_diff"] <= 1e-4
-    assert manifest.training.steps == 300 and manifest.training.images_seen == 300 * 64
+    smoke = PRESETS["smoke"]
+    assert manifest.training.steps == smoke["steps"]
+    assert manifest.training.images_seen == smoke["steps"] * smoke["batch_size"]
     assert {"recon", "kl", "loss"} <= set(manifest.training.final_terms)
 
     encoder = ort.InferenceSession(str(smoke_artifact / "encoder.onnx"), providers=["CPUExecutionProvider"])
@@ -51,11 +54,11 @@ def test_smoke_artifact_loads_in_onnxruntime_and_matches_its_manifest(smoke_arti
 
 
 def test_smoke_training_learned_something(smoke_artifact: Path) -> None:
-    """300 steps must take the reconstruction well below that of the mean image (about 300 nats here)."""
+    """The smoke run must leave the all-background plateau (about 570 nats) and use its latents."""
     records = [json.loads(line) for line in (smoke_artifact.parent.parent / "runs/smoke" / LOG).open()]
     first, last = records[0]["recon"], records[-1]["recon"]
-    assert last < 0.7 * first
-    assert read_manifest(smoke_artifact).active_dims, "no latent dimension carries information"
+    assert last < 0.5 * first
+    assert len(read_manifest(smoke_artifact).active_dims) >= 3, "the latents carry almost no information"
 
 
 def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path: Path) -> None:
