@@ -30,7 +30,7 @@ def select_dims(
     """(d, F) normalised mutual information -> per factor, its dims, most informative first."""
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
-    chosen = []
+    chosen: list[list[int]] = []
     for column in normalised_information.T:  # (d,) per factor
         order = np.argsort(-column, kind="stable")
         top = column[order[0]]

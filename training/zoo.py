@@ -19,8 +19,8 @@ import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 from training.train import CHECKPOINT
 
