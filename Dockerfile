@@ -64,7 +64,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DISENTANGLE_HOST=0.0.0.0 \
     DISENTANGLE_PORT=8000 \
-    DISENTANGLE_MODEL_DIR=/models
+    DISENTANGLE_MODEL_DIR=/models \
+    DISENTANGLE_DEFAULT_MODEL=dsprites_beta_tcvae
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /models /models
 # The folder (not the artifacts in it) belongs to the service user: a trainer sharing the volume as that user can
