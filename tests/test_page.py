@@ -294,9 +294,14 @@ def test_named_factors_synthesize_the_image(page: Page, url: str, http: httpx.Cl
     page.get_by_label("Model", exact=True).select_option("smoke-calibrated")
     panel = page.locator("#factors-panel")
     expect(panel).to_be_visible()
-    names = [f["name"] for f in http.get("/models/smoke-calibrated").json()["calibration"]["factors"]]
+    factors = http.get("/models/smoke-calibrated").json()["calibration"]["factors"]
+    names = [f["name"] for f in factors]
     for name in names:
         expect(panel.get_by_label(name, exact=True)).to_be_enabled()
+    # Each slider is labelled with the factors the calibration says its dimension carries ("z3: posX").
+    for factor in factors:
+        for dim in factor["dims"]:
+            expect(page.locator(f"label[for=z-{dim}]")).to_contain_text(factor["name"])
 
     def asks_for_a_heart(response: Response) -> bool:
         return response.url.endswith("/synthesize") and sent_json(response)["factors"].get("shape") == "heart"

@@ -13,6 +13,15 @@ export function formatValue(value) {
   return text === "-0.00" ? "0.00" : text;
 }
 
+// For a calibrated model, the factors each dimension carries: the label then reads "z3: posX".
+function factorsByDim(calibration) {
+  const carried = new Map();
+  for (const factor of calibration?.factors ?? []) {
+    for (const dim of factor.dims) carried.set(dim, [...(carried.get(dim) ?? []), factor.name]);
+  }
+  return carried;
+}
+
 export class Sliders {
   // `onInput(dim)` runs whenever the user moves a slider.
   constructor(container, onInput) {
@@ -28,6 +37,7 @@ export class Sliders {
     this.inputs = new Array(model.latent_dim);
     this.outputs = new Array(model.latent_dim);
     this.values = model.latent_stats.map((stat) => stat.mean);
+    this.carried = factorsByDim(model.calibration);
     const ranked = [...model.latent_stats].sort((a, b) => b.kl - a.kl);
     for (const stat of ranked) this.container.append(this.row(stat));
   }
@@ -41,7 +51,8 @@ export class Sliders {
 
     const label = document.createElement("label");
     label.htmlFor = id;
-    label.textContent = `z${dim}`;
+    const factors = this.carried.get(dim);
+    label.textContent = factors ? `z${dim}: ${factors.join(", ")}` : `z${dim}`;
     const kl = document.createElement("span");
     kl.className = "meta";
     kl.textContent = stat.active ? ` KL ${stat.kl.toPrecision(2)}` : " inactive";
