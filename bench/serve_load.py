@@ -206,7 +206,8 @@ def wrk(url: str, scenario: Scenario, concurrency: int, seconds: float, workdir:
 
 
 def drive(url: str, model: str, scenario: Scenario, concurrency: int, workdir: Path) -> Run:
-    """A one-second warm-up sizes the measurement so that it makes about ``scenario.requests`` requests."""
+    """A warm-up, then a one-second pilot that sizes the measurement to about ``scenario.requests`` requests."""
+    wrk(url, scenario, concurrency, PILOT_SECONDS, workdir)
     pilot = wrk(url, scenario, concurrency, PILOT_SECONDS, workdir)
     rate = pilot["requests"] / pilot["seconds"]
     runs_before, rows_before = batch_totals(url, model, scenario.network)

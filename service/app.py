@@ -5,6 +5,7 @@ uvicorn --factory service.app:create_app      # or: disentangle-serve --model-di
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from service.routes import decode, encode, health, models, synthesize, traverse
 from service.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
+GIL_SWITCH_S = 0.001
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,6 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The event loop and the inference thread hand the GIL back and forth several times per request; with
+        # Python's default 5 ms switch interval a busy loop keeps the inference thread waiting whole slices.
+        sys.setswitchinterval(GIL_SWITCH_S)
         pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         app.state.registry = load_registry(settings, pool, metrics)
         try:

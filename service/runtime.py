@@ -1,11 +1,10 @@
 """onnxruntime sessions and the micro-batcher that feeds them.
 
 Every network (a model's encoder or decoder) has one ``Batcher``. Requests put their rows on its queue and
-await a future; whenever no run is in flight, the batcher takes what is queued (up to ``batch_max_size``
-rows, waiting up to ``batch_max_wait_ms`` after the oldest request for company), runs it as one onnxruntime
-call in the inference thread pool, and hands each request its slice. Each request may pass a ``finish``
-function (e.g. PNG encoding) that runs in the same pool thread, so the event loop only parses HTTP and never
-touches pixels.
+await a future; an inference thread takes what is queued (up to ``batch_max_size`` rows, waiting up to
+``batch_max_wait_ms`` after the oldest request for company), runs it as one onnxruntime call, and hands each
+request its slice. Each request may pass a ``finish`` function (e.g. PNG encoding) that runs in the same
+pool thread, so the event loop only parses HTTP and never touches pixels.
 
 With a wait of 0 batching costs no latency: an idle batcher runs a request at once, and a busy one runs
 everything that queued while the previous batch ran.
@@ -14,6 +13,7 @@ everything that queued while the previous batch ran.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,14 +50,16 @@ class _Job:
     rows: np.ndarray
     finish: Finish | None
     future: asyncio.Future[Any]
-    arrived: float
+    arrived: float  # time.monotonic()
 
 
 class Batcher:
     """Gathers concurrent requests to one network into single onnxruntime runs, one run in flight at a time.
 
-    Driven by callbacks on the event loop rather than a collector task: a request that finds the batcher idle
-    is dispatched from its own handler, which saves a task switch on every unbatched request.
+    The inference thread pulls batches itself: after a run it takes what queued meanwhile and goes on, without
+    waiting for the event loop, which may be busy sending the last batch's responses. The loop only appends
+    jobs and, once per run, resolves the futures of the requests in it. After each run the drain re-enters the
+    pool's queue, so that with several models one busy network cannot starve the others.
     """
 
     def __init__(
@@ -79,11 +81,11 @@ class Batcher:
         self.max_wait_s = settings.batch_max_wait_ms / 1000
         self.depth = settings.queue_depth
         self._input = session.get_inputs()[0].name
-        self._queue: deque[_Job] = deque()
+        self._queue: deque[_Job] = deque()  # guarded by _arrivals, shared by the loop and the pool thread
         self._queued_rows = 0
-        self._pending = 0  # queued or running, for the 429 bound
-        self._running = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._draining = False
+        self._arrivals = threading.Condition()
+        self._pending = 0  # queued or running, for the 429 bound; touched by the event loop only
         self._depth_gauge = metrics.queue_depth.labels(model, network)
         self._batch_sizes = metrics.batch_size.labels(model, network)
         self._run_time = metrics.inference.labels(model, network)
@@ -104,12 +106,17 @@ class Batcher:
                 headers={"Retry-After": "1"},
             )
         loop = asyncio.get_running_loop()
-        job = _Job(rows, finish, loop.create_future(), loop.time())
-        self._queue.append(job)
-        self._queued_rows += len(rows)
+        job = _Job(rows, finish, loop.create_future(), time.monotonic())
+        with self._arrivals:
+            self._queue.append(job)
+            self._queued_rows += len(rows)
+            start = not self._draining
+            self._draining = True
+            self._arrivals.notify()
+        if start:
+            self.pool.submit(self._drain, loop)
         self._pending += 1
         self._depth_gauge.set(self._pending)
-        self._dispatch(loop)
         try:
             return await job.future
         finally:
@@ -117,45 +124,47 @@ class Batcher:
             self._depth_gauge.set(self._pending)
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        while self._queue:
-            job = self._queue.popleft()
+        with self._arrivals:
+            jobs = list(self._queue)
+            self._queue.clear()
+        for job in jobs:
             if not job.future.done():
                 job.future.set_exception(Rejected(503, None, "a running service", "one shutting down"))
 
-    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start a run unless one is in flight; with a wait set, only once the batch is full or waited enough."""
-        if self._running or not self._queue:
-            return
-        due = self._queue[0].arrived + self.max_wait_s
-        if self._queued_rows < self.max_size and loop.time() < due:
-            if self._timer is None:
-                self._timer = loop.call_at(due, self._waited, loop)
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a pool thread: run one batch, then queue another drain if more work arrived meanwhile."""
         jobs = self._take()
-        self._running = True
-        self.pool.submit(self._run_batch, loop, jobs)
-
-    def _waited(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        self._dispatch(loop)
+        if jobs:
+            results = self._run_batch(jobs)
+            try:
+                loop.call_soon_threadsafe(self._resolve, jobs, results)
+            except RuntimeError:  # the loop closed during shutdown; nobody waits for these any more
+                pass
+        with self._arrivals:
+            self._draining = bool(self._queue)
+        if self._draining:
+            self.pool.submit(self._drain, loop)
 
     def _take(self) -> list[_Job]:
-        jobs = [self._queue.popleft()]
-        rows = len(jobs[0].rows)
-        while self._queue and rows + len(self._queue[0].rows) <= self.max_size:
-            job = self._queue.popleft()
-            jobs.append(job)
-            rows += len(job.rows)
-        self._queued_rows -= rows
+        """Up to ``max_size`` rows from the queue, after waiting (if configured) for the batch to fill."""
+        with self._arrivals:
+            if self._queue and self.max_wait_s > 0:
+                due = self._queue[0].arrived + self.max_wait_s
+                while self._queue and self._queued_rows < self.max_size and time.monotonic() < due:
+                    self._arrivals.wait(due - time.monotonic())
+            if not self._queue:
+                return []
+            jobs = [self._queue.popleft()]
+            rows = len(jobs[0].rows)
+            while self._queue and rows + len(self._queue[0].rows) <= self.max_size:
+                job = self._queue.popleft()
+                jobs.append(job)
+                rows += len(job.rows)
+            self._queued_rows -= rows
         return jobs
 
-    def _finished(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job], results: list[Any]) -> None:
-        self._running = False
+    @staticmethod
+    def _resolve(jobs: list[_Job], results: list[Any]) -> None:
         for job, result in zip(jobs, results, strict=True):
             if job.future.done():  # the caller went away
                 continue
@@ -163,27 +172,25 @@ class Batcher:
                 job.future.set_exception(result)
             else:
                 job.future.set_result(result)
-        self._dispatch(loop)
 
-    def _run_batch(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
-        """In a pool thread: one onnxruntime call for all jobs, then each job's finish on its slice."""
+    def _run_batch(self, jobs: list[_Job]) -> list[Any]:
+        """One onnxruntime call for all jobs, then each job's finish on its slice."""
         start = time.perf_counter()
         rows = jobs[0].rows if len(jobs) == 1 else np.concatenate([job.rows for job in jobs])
-        results: list[Any] = []
         try:
             outputs = self.run(rows)
         except Exception as error:  # a failed run fails every request in it, and only those
-            results = [error] * len(jobs)
-        else:
-            offset = 0
-            for job in jobs:
-                n = len(job.rows)
-                mine = [out[offset : offset + n] for out in outputs] if len(jobs) > 1 else outputs
-                offset += n
-                try:
-                    results.append(job.finish(mine) if job.finish else mine)
-                except Exception as error:
-                    results.append(error)
-            self._batch_sizes.observe(len(rows))
-            self._run_time.observe(time.perf_counter() - start)
-        loop.call_soon_threadsafe(self._finished, loop, jobs, results)
+            return [error] * len(jobs)
+        results: list[Any] = []
+        offset = 0
+        for job in jobs:
+            n = len(job.rows)
+            mine = [out[offset : offset + n] for out in outputs] if len(jobs) > 1 else outputs
+            offset += n
+            try:
+                results.append(job.finish(mine) if job.finish else mine)
+            except Exception as error:
+                results.append(error)
+        self._batch_sizes.observe(len(rows))
+        self._run_time.observe(time.perf_counter() - start)
+        return results

@@ -37,7 +37,8 @@ class Settings(BaseSettings):
         default=0.0,
         ge=0,
         le=1000,
-        description="how long a batch waits for company; 0 batches only what queued during the last run",
+        description="how long the oldest queued request waits for company (holding an inference thread); "
+        "0 batches only what queued during the last run",
     )
     queue_depth: int = Field(default=256, ge=1, description="requests waiting or running per model and network")
     inference_threads: int = Field(default=1, ge=1, description="threads that run batches, shared by all models")

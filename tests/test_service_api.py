@@ -308,9 +308,11 @@ def test_traverse_rejects_bad_requests(http: httpx.Client) -> None:
     rejected(http.post("/traverse", json={"steps": 1}), 422, "steps")
     rejected(http.post("/traverse", json={"dims": [0, 10]}), 422, "dims[1]: expected a dimension in [0, 10)", "10")
     rejected(http.post("/traverse", json={"dims": [1, 1]}), 422, "distinct")
-    rejected(http.post("/traverse", json={"range": [2, -2]}), 422, "range", "low < high")
-    rejected(http.post("/traverse", json={"latent": ZERO, "image": b64(ellipse_png())}), 422, "at most one base")
-    rejected(http.post("/traverse", json={"latent": [0.0] * 4}), 422, "latent[0]: expected 10 values")
+    one = {"dims": [0]}  # a small traversal, so that only the field under test is wrong
+    rejected(http.post("/traverse", json=one | {"range": [2, -2]}), 422, "range", "low < high")
+    both = one | {"latent": ZERO, "image": b64(ellipse_png())}
+    rejected(http.post("/traverse", json=both), 422, "at most one base")
+    rejected(http.post("/traverse", json=one | {"latent": [0.0] * 4}), 422, "latent[0]: expected 10 values")
     rejected(http.post("/traverse", json={"dims": list(range(10)), "steps": 7}), 413, "dims x steps")
 
 
