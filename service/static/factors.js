@@ -53,6 +53,15 @@ export class FactorControls {
       control.disabled = !use.checked;
       this.onChange();
     });
+    if (factor.dims.length === 0) {
+      // The model does not carry this factor (no latent dim holds information about it): say so.
+      use.checked = false;
+      use.disabled = control.disabled = true;
+      row.classList.add("inactive");
+      label.title = "no latent dimension of this model carries this factor";
+      output.textContent = "not carried";
+      output.removeAttribute("aria-hidden");
+    }
     row.append(use, label, control, output);
     this.container.append(row);
     return () => (use.checked ? [factor.name, categorical ? control.value : Number(control.value)] : undefined);
