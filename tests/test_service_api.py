@@ -348,6 +348,19 @@ def test_synthesize_rejects_unknown_factors_values_and_uncalibrated_models(http:
     rejected(post({"shape": "square"}, model="smoke"), 422, "factor calibration", "['smoke-calibrated']")
 
 
+def test_garbage_gets_a_4xx_never_a_5xx(http: httpx.Client) -> None:
+    bodies = [b"", b"null", b"[]", b"\xff\xfe", b'{"a":' * 5000, b'{"latents": "x"}', b'{"images": [null]}',
+              b'{"images": [{"a": 1}]}', b'{"factors": []}', b'{"latent": [[1]]}', b'{"dims": ["a"]}',
+              b'{"steps": 1e308}', b'{"range": [1]}', b'{"latents": [[1e400, 0, 0, 0, 0, 0, 0, 0, 0, 0]]}']  # fmt: skip
+    content_types = ["application/json", "application/octet-stream", "multipart/form-data; boundary=x", "image/png"]
+    for path in ("/decode", "/encode", "/traverse", "/synthesize"):
+        for body in bodies:
+            assert 400 <= http.post(path, content=body).status_code < 500, (path, body[:40])
+        for kind in content_types:
+            response = http.post(path, content=b"garbage", headers={"Content-Type": kind})
+            assert 400 <= response.status_code < 500, (path, kind, response.text)
+
+
 # --- metrics, and nothing lost ------------------------------------------------------------------------
 
 
