@@ -47,6 +47,7 @@ def calibrate(
     factor_specs: Sequence[FactorSpec],
     bins: int = DEFAULT_BINS,
     share: float = DEFAULT_SHARE,
+    min_information: float = MIN_INFORMATION,
 ) -> Calibration:
     """Calibration from (N, d) mean codes of (N, F) factor classes; ``factor_specs[j].values[c]`` names class c.
 
@@ -71,7 +72,7 @@ def calibrate(
             raise ValueError(f"factor {spec.name!r} has no sample points for values {missing}; sample more points")
     normalised = mutual_information_matrix(z, y, bins) / factor_entropies(y)  # (d, F)
     calibrated = []
-    for j, (spec, dims) in enumerate(zip(factor_specs, select_dims(normalised, share), strict=True)):
+    for j, (spec, dims) in enumerate(zip(factor_specs, select_dims(normalised, share, min_information), strict=True)):
         means = [z[y[:, j] == c][:, dims].mean(axis=0) for c in range(len(spec.values))]  # V x (k,)
         calibrated.append(
             FactorCalibration(

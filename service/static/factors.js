@@ -59,8 +59,8 @@ export class FactorControls {
       use.disabled = control.disabled = true;
       row.classList.add("inactive");
       label.title = "no latent dimension of this model carries this factor";
+      use.setAttribute("aria-label", `set ${factor.name} (not carried by this model)`);
       output.textContent = "not carried";
-      output.removeAttribute("aria-hidden");
     }
     row.append(use, label, control, output);
     this.container.append(row);

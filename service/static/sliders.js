@@ -99,8 +99,10 @@ export class Sliders {
   // the latent that is decoded.
   setOne(dim, value) {
     const input = this.inputs[dim];
-    if (value < Number(input.min)) input.min = String(Math.floor(value));
-    if (value > Number(input.max)) input.max = String(Math.ceil(value));
+    // The service answers in float32: a value a rounding error past an end is at that end, not beyond it.
+    const slack = 1e-6 * Math.max(1, Math.abs(value));
+    if (value < Number(input.min) - slack) input.min = String(Math.floor(value));
+    if (value > Number(input.max) + slack) input.max = String(Math.ceil(value));
     input.value = String(value);
     this.values[dim] = value;
     this.show(dim, value);
