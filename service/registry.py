@@ -35,12 +35,16 @@ class BrokenArtifact:
     error: str
 
 
+CARD_DIR = "card"
+
+
 @dataclass
 class Model:
     manifest: Manifest
     folder: Path
     encoder: Batcher
     decoder: Batcher
+    card: tuple[str, ...] = ()  # the PNG pictures of the model card (`disentangle-train eval` writes them)
 
     @property
     def name(self) -> str:
@@ -126,7 +130,8 @@ def load_model(folder: Path, settings: Settings, pool: Executor, metrics: Metric
     # A run with a batch of 2 proves the batch axis is dynamic and the shapes match the manifest.
     _check_shapes(batchers["encoder"], np.zeros((2, *shape), np.float32), [(2, d), (2, d)], "encoder")
     _check_shapes(batchers["decoder"], np.zeros((2, d), np.float32), [(2, *shape)], "decoder")
-    return Model(manifest, folder, batchers["encoder"], batchers["decoder"])
+    card = tuple(sorted(p.name for p in (folder / CARD_DIR).glob("*.png") if p.is_file()))
+    return Model(manifest, folder, batchers["encoder"], batchers["decoder"], card)
 
 
 def load_registry(settings: Settings, pool: Executor, metrics: Metrics) -> Registry:

@@ -8,6 +8,7 @@ thousands of floats, pydantic's serialisation would cost more than the inference
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -105,12 +106,14 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float | int | str]
     hyperparameters: dict[str, str | int | float | bool]
     created_at: datetime
+    card: list[str] = Field(description="model card pictures, served at /models/{name}/card/{file}")
 
     @classmethod
-    def of(cls, manifest: Manifest) -> ModelInfo:
+    def of(cls, manifest: Manifest, card: Sequence[str] = ()) -> ModelInfo:
         return cls(
             active_dims=manifest.active_dims,
-            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims"}),
+            card=list(card),
+            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card"}),
         )
 
 

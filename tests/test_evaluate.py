@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from service_harness import serve
 
 from service.artifact import read_manifest
 from service.calibration import latent_for
@@ -79,3 +81,19 @@ def test_onnx_model_round_trips_shapes(smoke_artifact: Path) -> None:
     mu, logvar = model.encode(images)
     assert mu.shape == logvar.shape == (3, 10)
     assert model.decode(mu).shape == (3, 1, 64, 64)
+
+
+def test_the_service_serves_the_card_pictures(evaluated: Path, capsys) -> None:
+    """What `eval` writes is what the explorer page shows: the card's pictures, listed and served."""
+    if not (evaluated / "card").exists():
+        assert main(["eval", str(evaluated), "--quick"]) == 0
+    capsys.readouterr()
+    with serve(evaluated.parent) as url:
+        info = httpx.get(f"{url}/models/smoke", timeout=10).json()
+        assert info["card"] == sorted(p.name for p in (evaluated / "card").glob("*.png"))
+        picture = httpx.get(f"{url}/models/smoke/card/traversal.png", timeout=10)
+        assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+        assert picture.content == (evaluated / "card" / "traversal.png").read_bytes()
+        missing = httpx.get(f"{url}/models/smoke/card/card.md", timeout=10)
+        assert missing.status_code == 404
+        assert "file: expected one of ['mutual_information.png'" in missing.json()["detail"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
 
 from service.dependencies import RegistryDep
+from service.errors import Rejected, shown
+from service.registry import CARD_DIR
 from service.schemas import BrokenInfo, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -14,7 +17,7 @@ router = APIRouter(prefix="/models", tags=["models"])
 async def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(
         default=registry.default,
-        models=[ModelInfo.of(m.manifest) for m in registry.models.values()],
+        models=[ModelInfo.of(m.manifest, m.card) for m in registry.models.values()],
         broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.broken],
     )
 
@@ -23,4 +26,14 @@ async def list_models(registry: RegistryDep) -> ModelList:
 async def get_model(name: str, registry: RegistryDep, request: Request) -> ModelInfo:
     model = registry.get(name)
     request.state.model = model.name
-    return ModelInfo.of(model.manifest)
+    return ModelInfo.of(model.manifest, model.card)
+
+
+@router.get("/{name}/card/{file}", summary="A picture of the model card", response_class=FileResponse)
+async def get_card_picture(name: str, file: str, registry: RegistryDep, request: Request) -> FileResponse:
+    model = registry.get(name)
+    request.state.model = model.name
+    # Only the names listed at load time are served: no path from the request reaches the file system.
+    if file not in model.card:
+        raise Rejected(404, "file", f"one of {list(model.card)}", shown(file))
+    return FileResponse(model.folder / CARD_DIR / file, media_type="image/png")

@@ -53,6 +53,14 @@ export async function request(path, { json, form, signal } = {}) {
   return response.json();
 }
 
+// A picture the service serves (a model card's PNG), fetched with the API key an <img src> cannot send.
+export async function requestPicture(path) {
+  const headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+  const response = await fetch(path, { headers });
+  if (!response.ok) throw await errorOf(response);
+  return URL.createObjectURL(await response.blob());
+}
+
 // One stream of requests where only the newest matters (a slider being dragged): each new one waits
 // `delayMs` for the user to settle, then aborts the one still in flight, so requests never pile up and
 // a slow old answer can never overwrite a newer one.

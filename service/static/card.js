@@ -1,5 +1,7 @@
 // The model card: what the manifest says about how a model was trained and how well it disentangles.
 
+import { requestPicture } from "./api.js";
+
 const OBJECTIVES = {
   ae: "autoencoder",
   vae: "VAE",
@@ -68,6 +70,24 @@ function factorsText(factors) {
   return factors.map((f) => `${f.name} (${f.values.length})`).join(", ");
 }
 
+const CAPTIONS = {
+  "traversal.png": "Traversals: one row per dimension (by KL), the others held at their mean",
+  "reconstructions.png": "Inputs (top) and their reconstructions (bottom)",
+  "mutual_information.png": "Mutual information between dimensions and factors",
+  "training_curves.png": "Training curves",
+};
+
+function cardPicture(name, file) {
+  const figure = element("figure", undefined, "card-picture");
+  const img = Object.assign(document.createElement("img"), { alt: CAPTIONS[file] ?? file, loading: "lazy" });
+  const caption = element("figcaption", CAPTIONS[file] ?? file);
+  figure.append(img, caption);
+  requestPicture(`models/${encodeURIComponent(name)}/card/${encodeURIComponent(file)}`)
+    .then((url) => (img.src = url))
+    .catch((error) => (caption.textContent = `${file}: ${error.message}`));
+  return figure;
+}
+
 export function renderCard(container, model) {
   const [channels, height, width] = model.image_shape;
   const active = model.active_dims.map((d) => `z${d}`).join(", ") || "none";
@@ -96,11 +116,16 @@ export function renderCard(container, model) {
   }
 
   const calibration = model.calibration;
-  if (calibration && Object.keys(calibration.agreement).length + Object.keys(calibration.recovery).length) {
-    const names = calibration.factors.map((f) => f.name);
-    const rows = names.map((n) => [n, calibration.agreement[n] ?? "–", calibration.recovery[n] ?? "–"]);
-    nodes.push(table("Named factors: how faithful synthesis is", ["factor", "agreement", "recovery"], rows));
+  if (calibration && Object.keys(calibration.recovery).length) {
+    const rows = calibration.factors.map((f) => [f.name, f.dims.map((d) => `z${d}`).join(", ") || "none",
+      calibration.recovery[f.name] ?? "–"]);
+    nodes.push(table("Named factors: the dims that carry each, how often re-encoding recovers it",
+      ["factor", "dims", "recovered"], rows));
+    const agreement = Object.entries(calibration.agreement).map(([k, v]) => `${k} ${formatNumber(v)}`);
+    if (agreement.length) nodes.push(element("p", `Synthesis against the dataset's own render: ${agreement.join(", ")}.`, "note"));
   }
+
+  for (const file of model.card ?? []) nodes.push(cardPicture(model.name, file));
 
   const hyper = Object.entries(model.hyperparameters);
   if (hyper.length) nodes.push(folded("Hyperparameters", table("Hyperparameters", ["name", "value"], hyper)));
