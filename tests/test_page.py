@@ -266,6 +266,29 @@ def test_a_traversal_frame_sets_its_dimension(page: Page, url: str) -> None:
     expect(last).to_be_focused()
 
 
+def test_the_latent_is_offered_as_json_and_as_a_curl_command_that_works(page: Page, url: str, tmp_path: Path) -> None:
+    connect(page, url)
+    slider = page.locator("#sliders input[type=range]").first
+    slider.focus()
+    slider.press("ArrowRight")
+    latent = sliders_latent(page)
+
+    def json_shows_the_latent() -> bool:
+        body = json.loads(page.locator("#latent-json").input_value() or "{}")
+        return body.get("model") == "smoke" and body.get("latents") == [pytest.approx(latent, abs=1e-9)]
+
+    wait_until(json_shows_the_latent, "the moved latent as JSON")
+    command = page.locator("#latent-curl").input_value()
+    assert "$DISENTANGLE_API_KEY" in command and KEY not in command, "the key must not land in the text"
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "DISENTANGLE_API_KEY": KEY}, timeout=30
+    )
+    assert done.returncode == 0
+    pasted = np.asarray(Image.open(tmp_path / "decoded.png"), dtype=np.int16)
+    shown = pixels_of(page.locator("#decoded").get_attribute("src") or ",")
+    assert np.abs(pasted - shown).max() <= 1, "the curl command decodes what the page shows"
+
+
 def test_an_uploaded_png_moves_the_sliders_to_its_latent(page: Page, url: str, http: httpx.Client) -> None:
     connect(page, url)
     picture = dsprites_png(HEART)

@@ -90,10 +90,33 @@ function pngSource(base64) {
 }
 
 async function decode(signal) {
-  const body = await request("decode", { json: { model: model.name, latents: [sliders.latent] }, signal });
+  const json = { model: model.name, latents: [sliders.latent] };
+  const body = await request("decode", { json, signal });
   if (signal.aborted) return;
   ui.decoded.src = pngSource(body.images[0]);
+  showUsage(json);
   clearError("decode");
+}
+
+// What an app developer pastes: the body of the request that made the picture, and the same as curl. The key
+// itself never lands in the text (it would end up in shell histories): the command reads it from the shell.
+function showUsage(json) {
+  const body = JSON.stringify(json);
+  $("latent-json").value = body;
+  const auth = ui.key.value.trim() ? ` -H "Authorization: Bearer $DISENTANGLE_API_KEY"` : "";
+  const url = new URL("decode", window.location.href).href;
+  $("latent-curl").value =
+    `curl -s ${url} -H 'Content-Type: application/json' -H 'Accept: image/png'${auth} -d '${body}' -o decoded.png`;
+}
+
+async function copy(textarea, what) {
+  try {
+    await navigator.clipboard.writeText(textarea.value);
+    say(`Copied the ${what}.`);
+  } catch {
+    textarea.select(); // no clipboard access (an insecure origin, a denied permission): the user copies it
+    say(`Selected the ${what}: press Ctrl+C (or Cmd+C) to copy it.`);
+  }
 }
 
 function showLatent(latent) {
@@ -237,6 +260,20 @@ ui.connection.addEventListener("submit", (event) => {
 ui.models.addEventListener("change", () => channels.models.now((signal) => selectModel(ui.models.value, signal)));
 ui.upload.addEventListener("change", () => {
   const file = ui.upload.files[0];
+  if (file) channels.encode.now(encode(file));
+});
+$("copy-json").addEventListener("click", () => copy($("latent-json"), "latent as JSON"));
+$("copy-curl").addEventListener("click", () => copy($("latent-curl"), "curl command"));
+const dropZone = $("drop-zone");
+dropZone.addEventListener("dragover", (event) => {
+  event.preventDefault(); // without it the browser opens the dropped file instead
+  dropZone.classList.add("dropping");
+});
+dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dropping"));
+dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dropZone.classList.remove("dropping");
+  const file = event.dataTransfer?.files[0];
   if (file) channels.encode.now(encode(file));
 });
 ui.reset.addEventListener("click", () => showLatent(model.latent_stats.map((s) => s.mean)));
