@@ -51,3 +51,17 @@ def factor_names(names: Sequence[str] | None, num_factors: int) -> tuple[str, ..
     if len(names) != num_factors:
         raise ValueError(f"names must have one entry per factor ({num_factors}), got {len(names)}: {list(names)}")
     return tuple(names)
+
+
+def paired_splits(
+    codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray, factors_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validated train and test pairs whose codes have the same dims and whose factors the same columns."""
+    z, y = paired(codes_train, factors_train, "train ")
+    z_test, y_test = paired(codes_test, factors_test, "test ")
+    if z_test.shape[1] != z.shape[1] or y_test.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"test codes/factors must have {z.shape[1]} dims and {y.shape[1]} factors like the training set, "
+            f"got {z_test.shape[1]} and {y_test.shape[1]}"
+        )
+    return z, y, z_test, y_test

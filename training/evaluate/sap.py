@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.svm import LinearSVC
 
-from training.evaluate.inputs import factor_names, paired
+from training.evaluate.inputs import factor_names, paired_splits
 
 SAP_DEFINITION = (
     "disentanglement_lib sap_score, continuous_factors=False: mean over factors of the top-two gap in held-out "
@@ -65,13 +65,7 @@ def sap(
     names: Sequence[str] | None = None,
 ) -> SapResult:
     """SAP from (N, d) codes and (N, F) classes; disentanglement_lib trains on 10,000 and tests on 5,000 points."""
-    z, y = paired(codes_train, factors_train, "train ")
-    z_test, y_test = paired(codes_test, factors_test, "test ")
-    if z_test.shape[1] != z.shape[1] or y_test.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"test codes/factors must have {z.shape[1]} dims and {y.shape[1]} factors like the training set, "
-            f"got {z_test.shape[1]} and {y_test.shape[1]}"
-        )
+    z, y, z_test, y_test = paired_splits(codes_train, factors_train, codes_test, factors_test)
     z, z_test = _standardise(z, z_test)
     scores = np.zeros((z.shape[1], y.shape[1]))  # (d, F)
     for i in range(z.shape[1]):
