@@ -159,14 +159,13 @@ def export_model(
         if not diff <= PARITY_TOLERANCE:
             raise ExportError(f"onnxruntime differs from torch by {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
 
-        info = dataset.info()
         manifest = Manifest(
             name=name or out_dir.name,
             objective=cfg.objective,  # type: ignore[arg-type]
             architecture=cfg.architecture,  # type: ignore[arg-type]
             likelihood=cfg.likelihood,  # type: ignore[arg-type]
             hyperparameters=hyperparameters(cfg),
-            dataset=info.model_copy(update={"params": {k: v for k, v in cfg.dataset_params.items()}}),
+            dataset=dataset.info(),
             latent_dim=model.latent_dim,
             image_shape=dataset.image_shape,
             latent_stats=latent_stats(model, images),
