@@ -172,7 +172,11 @@ def rendered_batches(
         while True:
             yield ready.get()
     finally:
+        # Joined, not left to die with the interpreter: a daemon thread caught inside torch's C++ code at exit
+        # is unwound through noexcept frames and aborts the process ("terminate called without an active
+        # exception"), which turned a finished run into a failure.
         stop.set()
+        worker.join()
 
 
 def cached_batches(
