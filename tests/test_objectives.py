@@ -9,6 +9,7 @@ import torch
 
 from training.objectives import (
     ObjectiveConfig,
+    annealed_beta,
     capacity,
     compute_loss,
     kl_per_dim,
@@ -95,13 +96,34 @@ def test_capacity_grows_linearly_to_its_maximum() -> None:
     assert [capacity(s, cfg) for s in (0, 50, 100, 1000)] == [0.0, 12.5, 25.0, 25.0]
 
 
-@pytest.mark.parametrize("name", ["ae", "vae", "beta_vae", "beta_tcvae"])
-def test_every_objective_returns_a_finite_loss_and_its_named_terms(name: str) -> None:
+def test_annealed_beta_is_one_through_the_warm_up_then_grows_linearly_to_beta() -> None:
+    cfg = ObjectiveConfig(name="beta_tcvae", beta=6.0, warmup_steps=100, beta_anneal_steps=200)
+    assert [annealed_beta(s, cfg) for s in (0, 100, 200, 300, 10_000)] == [1.0, 1.0, 3.5, 6.0, 6.0]
+    assert annealed_beta(0, ObjectiveConfig(name="beta_tcvae", beta=6.0)) == 6.0  # no annealing by default
+
+
+def _random_batch() -> tuple[torch.Tensor, ...]:
     torch.manual_seed(0)
-    x = torch.rand(8, 1, 64, 64).round()
-    mu, logvar = torch.randn(8, 10), torch.randn(8, 10) * 0.1
+    x = torch.rand(8, 1, 64, 64).round()  # (B, C, H, W)
+    mu, logvar = torch.randn(8, 10), torch.randn(8, 10) * 0.1  # (B, D)
     z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
     logits = torch.randn(8, 1, 64, 64, requires_grad=True)
+    return x, mu, logvar, z, logits
+
+
+def test_capacity_objective_is_a_plain_vae_until_the_warm_up_ends_then_pins_the_kl_to_c() -> None:
+    cfg = ObjectiveConfig(name="beta_vae", capacity_max=10.0, capacity_steps=100, capacity_gamma=1000.0,
+                          warmup_steps=50)  # fmt: skip
+    batch = _random_batch()
+    _, early = compute_loss(cfg, *batch, step=10)
+    torch.testing.assert_close(early["loss"], early["recon"] + early["kl"])
+    _, late = compute_loss(cfg, *batch, step=60)
+    torch.testing.assert_close(late["loss"], late["recon"] + 1000.0 * (late["kl"] - 6.0).abs())
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "beta_vae", "beta_tcvae"])
+def test_every_objective_returns_a_finite_loss_and_its_named_terms(name: str) -> None:
+    x, mu, logvar, z, logits = _random_batch()
     cfg = ObjectiveConfig(name=name, beta=4.0, dataset_size=1000)  # type: ignore[arg-type]
     loss, terms = compute_loss(cfg, x, mu, logvar, z, logits, step=10)
     loss.backward()

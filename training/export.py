@@ -203,6 +203,8 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
         keys += ["beta", "capacity_max", "capacity_steps", "capacity_gamma"] if cfg.capacity_max > 0 else ["beta"]
     elif cfg.objective == "beta_tcvae":
         keys += ["alpha", "beta", "gamma", "estimator"]
+    if cfg.beta_anneal_steps > 0:
+        keys.append("beta_anneal_steps")
     return {k: getattr(cfg, k) for k in keys}
 
 

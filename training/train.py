@@ -59,6 +59,7 @@ class TrainConfig:
     capacity_steps: int = 100_000
     capacity_gamma: float = 1000.0
     warmup_steps: int = 0
+    beta_anneal_steps: int = 0
     # optimisation
     batch_size: int = 64
     lr: float = 5e-4
@@ -91,6 +92,7 @@ class TrainConfig:
             estimator=self.estimator,  # type: ignore[arg-type]
             dataset_size=dataset_size,
             warmup_steps=self.warmup_steps,
+            beta_anneal_steps=self.beta_anneal_steps,
         )
 
     def __post_init__(self) -> None:
