@@ -27,6 +27,7 @@ def evaluated(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_eval_writes_metrics_calibration_and_a_complete_card(evaluated: Path, capsys) -> None:
     folder = evaluated
+    (folder / "notes.md").write_text("## Recipe\n\nMSS scored 0.36, MWS 0.35.\n")
     assert main(["eval", str(folder), "--quick"]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].startswith("| model | objective | beta | MIG |")
@@ -52,6 +53,7 @@ def test_eval_writes_metrics_calibration_and_a_complete_card(evaluated: Path, ca
         with Image.open(card / picture) as image:
             assert image.format == "PNG" and image.width > 100, picture
         assert f"]({picture})" in (card / "card.md").read_text()
+    assert (card / "card.md").read_text().endswith("## Recipe\n\nMSS scored 0.36, MWS 0.35.\n")
     with Image.open(card / "traversal.png") as grid:
         # 10 rows (dims) of 64-px tiles, doubled, with 2-px gaps: the grid shows every dimension.
         assert grid.height == 2 * (10 * 66 + 2)

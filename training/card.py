@@ -4,7 +4,7 @@ card/traversal.png        rows = latent dims by KL (most informative first), col
 card/reconstructions.png  inputs (top) over their reconstructions (bottom)
 card/mutual_information.png  normalised MI between each latent dim and each factor
 card/training_curves.png  the loss terms over training, from the artifact's training log
-card/card.md              the numbers and the pictures
+card/card.md              the numbers and the pictures, then the recipe notes (NOTES, beside the artifact) if any
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from service.artifact import Manifest
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
 from training.evaluate.onnx_model import OnnxModel
-from training.export import TRAINING_LOG
+from training.export import NOTES, TRAINING_LOG
 
 CARD_DIR = "card"
 TRAVERSAL_STEPS = 9
@@ -154,5 +154,8 @@ def write_card(
             lines.append(f"| {factor.name} | {factor.dims} | {recovered:.2f} |")
     for caption, file in pictures:
         lines += ["", f"**{caption}**", "", f"![{caption}]({file})"]
+    notes = folder / NOTES
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
     (card / "card.md").write_text("\n".join(lines) + "\n")
     return card

@@ -39,6 +39,7 @@ from training.train import CHECKPOINT, LOG, TrainConfig, build_model, final_term
 
 PARITY_TOLERANCE = 1e-4
 TRAINING_LOG = "training_log.jsonl"
+NOTES = "notes.md"  # the recipe: what was tried and what it scored (the zoo copies it in; the card shows it)
 STATS_SAMPLES = 4096
 OPSET = 17
 

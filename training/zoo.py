@@ -7,12 +7,14 @@
 
 Each config trains in its own process (`disentangle-train fit --config C`), resuming from its checkpoint when
 one exists, so an interrupted zoo picks up where it stopped. Runs land in runs/zoo/NAME, artifacts in
-models/NAME (the config's `name`).
+models/NAME (the config's `name`). A config's notes (NAME.md beside NAME.toml: the recipes tried and their
+scores) are copied into the artifact, where the model card shows them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -100,10 +102,13 @@ def main(argv: Sequence[str]) -> int:
     if failed:
         print(f"[zoo] failed: {failed}; see {args.runs}/NAME.out", file=sys.stderr)
     if not args.no_export:
-        from training.export import export_run
+        from training.export import NOTES, export_run
 
         for job in jobs:
             if job.name not in failed:
                 export_run(job.run_dir, args.models / job.name)
+                notes = job.config.with_suffix(".md")
+                if notes.exists():
+                    shutil.copyfile(notes, args.models / job.name / NOTES)
                 print(f"[zoo] exported {args.models / job.name}", flush=True)
     return 1 if failed else 0
