@@ -11,6 +11,7 @@ from training.objectives import (
     ObjectiveConfig,
     annealed_beta,
     capacity,
+    capacity_weight,
     compute_loss,
     kl_per_dim,
     mss_log_weights,
@@ -111,14 +112,16 @@ def _random_batch() -> tuple[torch.Tensor, ...]:
     return x, mu, logvar, z, logits
 
 
-def test_capacity_objective_is_a_plain_vae_until_the_warm_up_ends_then_pins_the_kl_to_c() -> None:
+def test_capacity_weight_is_one_through_the_warm_up_then_rises_geometrically_to_gamma() -> None:
     cfg = ObjectiveConfig(name="beta_vae", capacity_max=10.0, capacity_steps=100, capacity_gamma=1000.0,
                           warmup_steps=50)  # fmt: skip
+    weights = [capacity_weight(s, cfg) for s in (0, 50, 75, 100, 1000)]
+    assert weights == pytest.approx([1.0, 1.0, 1000**0.5, 1000.0, 1000.0])
     batch = _random_batch()
-    _, early = compute_loss(cfg, *batch, step=10)
-    torch.testing.assert_close(early["loss"], early["recon"] + early["kl"])
-    _, late = compute_loss(cfg, *batch, step=60)
-    torch.testing.assert_close(late["loss"], late["recon"] + 1000.0 * (late["kl"] - 6.0).abs())
+    for step in (10, 75, 120):
+        _, terms = compute_loss(cfg, *batch, step=step)
+        expected = terms["recon"] + capacity_weight(step, cfg) * (terms["kl"] - capacity(step, cfg)).abs()
+        torch.testing.assert_close(terms["loss"], expected)
 
 
 @pytest.mark.parametrize("name", ["ae", "vae", "beta_vae", "beta_tcvae"])
