@@ -1,0 +1,65 @@
+"""The bundled zoo in models/: what `make run` and the container serve, checked as a user meets it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import tomllib
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from service_harness import REPO, serve
+
+from service.artifact import MANIFEST_NAME, read_manifest
+
+MODELS = REPO / "models"
+ZOO_CONFIGS = REPO / "configs" / "zoo"
+BUNDLED = sorted(p.parent.name for p in MODELS.glob(f"*/{MANIFEST_NAME}"))
+MAX_ARTIFACT_BYTES = 3 * 1024 * 1024
+DEFAULT = "dsprites_beta_tcvae"
+TABLE_METRICS = ("mig", "factor_vae", "dci.disentanglement", "recon_bce", "active_dims")
+
+
+def test_every_zoo_config_has_its_artifact_and_every_artifact_its_config() -> None:
+    configs = {tomllib.loads(p.read_text())["name"] for p in ZOO_CONFIGS.glob("*.toml")}
+    assert DEFAULT in BUNDLED
+    assert set(BUNDLED) == configs
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_each_artifact_is_small_evaluated_calibrated_and_has_its_card(name: str) -> None:
+    folder = MODELS / name
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < MAX_ARTIFACT_BYTES, f"{name}: {size:,} bytes"
+    manifest = read_manifest(folder)  # validated against the service's schema (the server checks sha256)
+    for key in TABLE_METRICS:
+        assert key in manifest.metrics, f"{name}: no {key}"
+    assert manifest.calibration is not None and manifest.calibration.agreement
+    for picture in ("traversal.png", "reconstructions.png", "mutual_information.png", "training_curves.png"):
+        assert (folder / "card" / picture).is_file(), f"{name}: no card/{picture}"
+
+
+def test_the_service_serves_the_whole_zoo_and_synthesises_with_the_default_model(tmp_path: Path) -> None:
+    (tmp_path / "models").symlink_to(MODELS)  # the server's log goes beside the folder: keep it out of the repo
+    with serve(tmp_path / "models", default_model=DEFAULT) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/readyz").status_code == 200
+        listing = http.get("/models").json()
+        assert sorted(m["name"] for m in listing["models"]) == BUNDLED
+        assert listing["broken"] == [] and listing["default"] == DEFAULT
+
+        # "a small heart, top left": no model name, so the default answers.
+        asked = {"shape": "heart", "scale": 0.6, "posX": 0.1, "posY": 0.1, "orientation": 0.0}
+        reply = http.post("/synthesize", json={"factors": asked})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["model"] == DEFAULT
+        with Image.open(io.BytesIO(base64.b64decode(body["image"]))) as png:
+            assert png.format == "PNG" and png.size == (64, 64)
+            pixels = np.asarray(png.convert("L"), dtype=np.float32) / 255
+        lit_rows, lit_cols = np.nonzero(pixels > 0.5)
+        assert lit_rows.size > 0, "nothing drawn"
+        # posX = posY = 0.1 puts the centre near 16 + 0.1 * 32 = 19 px on each axis: in the top-left quarter.
+        assert lit_rows.mean() < 32 and lit_cols.mean() < 32
