@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 from service.artifact import Manifest
 
-COLUMNS = ("model", "objective", "beta", "MIG", "FactorVAE", "DCI-D", "recon", "active", "synthesis", "images", "min")
+COLUMNS = (
+    "model", "objective", "beta", "MIG", "FactorVAE", "DCI-D", "recon", "active", "synthesis", "images", "min", "on",
+)  # fmt: skip
 
 
 def _number(value: object, digits: int = 3) -> str:
@@ -32,6 +34,7 @@ def row(manifest: Manifest) -> list[str]:
         _number(synthesis),
         f"{manifest.training.images_seen / 1e6:.1f}M",
         f"{manifest.training.wall_time_s / 60:.1f}",
+        manifest.training.device.split(":")[0],  # the wall time means little without the device: cpu or cuda
     ]
 
 
