@@ -40,7 +40,8 @@ class ObjectiveConfig:
     gamma: float = 1.0
     estimator: Estimator = "mss"
     dataset_size: int = 737_280
-    # Linear warm-up of the regulariser weight from 0 to 1, against the collapse to the mean image early on.
+    # Linear warm-up of the regulariser weight from 0 to 1, against the collapse to the mean image early on
+    # (capacity annealing uses it differently: see capacity_weight).
     warmup_steps: int = 0
     # When > 0, beta grows linearly from 1 to its value over this many steps after the warm-up: the model is a
     # VAE first, and the penalty then reorganises the dimensions it uses instead of closing them early on.
