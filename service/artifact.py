@@ -23,6 +23,7 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+CARD_DIR = "card"  # the model card's pictures and card.md, beside the manifest
 
 FactorValue = float | str
 

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import ValidationError
 
-from service.artifact import MANIFEST_NAME, Manifest, read_manifest, sha256_of
+from service.artifact import CARD_DIR, MANIFEST_NAME, Manifest, read_manifest, sha256_of
 from service.errors import Rejected, shown, validation_body
 from service.metrics import Metrics
 from service.runtime import Batcher, open_session
@@ -33,9 +33,6 @@ class ArtifactError(Exception):
 class BrokenArtifact:
     folder: str
     error: str
-
-
-CARD_DIR = "card"
 
 
 @dataclass

@@ -54,18 +54,32 @@ def serve(model_dir: Path, **settings: object) -> Iterator[str]:
             process.wait()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def wait_until_answering(
+    url: str, path: str, failed: Callable[[], str | None], timeout_s: float, interval_s: float = 0.05
+) -> None:
+    """Poll ``url + path`` until it answers 200; stop early with ``failed()``'s reason once it gives one."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        problem = failed()
+        if problem is not None:
+            raise AssertionError(problem)
         try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()}")
+        time.sleep(interval_s)
+    raise AssertionError(f"{url}{path} did not answer 200 within {timeout_s} s")
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    def failed() -> str | None:
+        return None if process.poll() is None else f"server exited with {process.returncode}"
+
+    try:
+        wait_until_answering(url, "/healthz", failed, START_TIMEOUT_S)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{log_path.read_text()}") from None
 
 
 def copy_artifact(source: Path, root: Path, name: str, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:

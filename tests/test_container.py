@@ -13,7 +13,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import onnxruntime
 import pytest
 import yaml
 from PIL import Image
-from service_harness import REPO, free_port
+from service_harness import REPO, free_port, wait_until_answering
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -90,18 +89,7 @@ def image(podman_env: dict[str, str]) -> str:
 
 
 def wait_ready(url: str, failed: Callable[[], str | None]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        problem = failed()
-        if problem is not None:
-            raise AssertionError(problem)
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url}/readyz did not answer 200 within {READY_TIMEOUT_S} s")
+    wait_until_answering(url, "/readyz", failed, READY_TIMEOUT_S, interval_s=0.2)  # each poll runs podman
 
 
 def exited(env: dict[str, str], name: str) -> str | None:

@@ -16,13 +16,12 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot, no display backend to pick
 from PIL import Image
 
-from service.artifact import Manifest
+from service.artifact import CARD_DIR, Manifest
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
 from training.evaluate.onnx_model import OnnxModel
 from training.export import NOTES, TRAINING_LOG
 
-CARD_DIR = "card"
 TRAVERSAL_STEPS = 9
 TRAVERSAL_SPAN = 2.5  # in standard deviations of mu over the data, either side of its mean
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from service.artifact import CARD_DIR
 from service.dependencies import RegistryDep
 from service.errors import Rejected, shown
-from service.registry import CARD_DIR
 from service.schemas import BrokenInfo, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
