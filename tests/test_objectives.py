@@ -7,13 +7,16 @@ import math
 import pytest
 import torch
 
+from training.evaluate.unsupervised import total_correlation_at
 from training.objectives import (
     ObjectiveConfig,
+    PosteriorMemory,
     annealed_beta,
     capacity,
     capacity_weight,
     compute_loss,
     kl_per_dim,
+    memory_log_weights,
     mss_log_weights,
     tc_decomposition,
 )
@@ -83,6 +86,60 @@ def test_total_correlation_matches_the_gaussian_closed_form() -> None:
         z = means + sigma * torch.randn(batch, 2, generator=gen)
         tc = float(tc_decomposition(z, means, logvar, batch, "mss")["tc"])
         assert abs(tc - expected) < 0.1, (tc, expected)
+
+
+def test_memory_weights_give_each_point_one_over_n_and_sum_to_one() -> None:
+    n, batch, remembered = 1000, 4, 60
+    weights = memory_log_weights(batch, remembered, n).exp()  # (B, B + K)
+    assert weights.shape == (batch, batch + remembered)
+    torch.testing.assert_close(weights.sum(1), torch.ones(batch, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(weights[:, :batch].diagonal(), torch.full((batch,), 1 / n, dtype=torch.float64))
+    with pytest.raises(ValueError, match="must not exceed the dataset size"):
+        memory_log_weights(batch, n, n)
+
+
+def test_a_posterior_memory_brings_the_tc_estimate_of_narrow_posteriors_back_to_the_truth() -> None:
+    """dSprites in miniature: 3 encoded factors on a full grid of 6 values each, times 20 images per cell that
+    differ only in what the encoder leaves out, so each cell's 20 posteriors coincide. The aggregate posterior is
+    then exactly the product of its marginals: TC = 0. A batch of 64 out of N = 4,320 rarely holds a cell-mate
+    of z_i and reports a clearly negative TC; the same batches with 4,000 remembered posteriors land near 0."""
+    gen = torch.Generator().manual_seed(0)
+    levels, dims, replicas, batch, sigma = 6, 3, 20, 64, 0.05
+    grid = torch.cartesian_prod(*[torch.linspace(-2, 2, levels)] * dims)  # (216, 3)
+    mu = grid.repeat(replicas, 1)[torch.randperm(levels**dims * replicas, generator=gen)]  # (N, 3), shuffled
+    n = mu.shape[0]
+    logvar = torch.full_like(mu, 2 * math.log(sigma))
+    z = mu + sigma * torch.randn(mu.shape, generator=gen)
+    assert abs(total_correlation_at(z.numpy(), mu.numpy(), logvar.numpy(), n)) < 1e-6  # the whole dataset: exact
+    memory = (mu[-4000:], logvar[-4000:])
+    batches = [slice(start, start + batch) for start in range(0, 4 * batch, batch)]
+    plain = [float(tc_decomposition(z[b], mu[b], logvar[b], n, "mss")["tc"]) for b in batches]
+    widened = [float(tc_decomposition(z[b], mu[b], logvar[b], n, "mss", memory)["tc"]) for b in batches]
+    assert sum(plain) / len(plain) < -1.5
+    assert abs(sum(widened) / len(widened)) < 0.3
+
+
+def test_the_posterior_memory_keeps_the_latest_posteriors_and_round_trips_through_a_checkpoint() -> None:
+    memory = PosteriorMemory(size=5, latent_dim=2)
+    assert memory.contents()[0].shape == (0, 2)
+    for first in (0.0, 3.0, 6.0):  # pushes of 3 rows: 0-2, 3-5, 6-8
+        rows = torch.arange(first, first + 3).unsqueeze(1).repeat(1, 2)  # (3, 2)
+        memory.push(rows, -rows)
+    mu, logvar = memory.contents()
+    assert sorted(mu[:, 0].tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
+    torch.testing.assert_close(logvar, -mu)
+    copy = PosteriorMemory(size=5, latent_dim=2)
+    copy.load_state_dict(memory.state_dict())
+    torch.testing.assert_close(copy.contents()[0], mu)
+    with pytest.raises(ValueError, match="shape"):
+        PosteriorMemory(size=4, latent_dim=2).load_state_dict(memory.state_dict())
+
+
+def test_a_posterior_memory_needs_the_beta_tcvae_with_mss() -> None:
+    with pytest.raises(ValueError, match="tc_memory needs objective 'beta_tcvae' with estimator 'mss'"):
+        ObjectiveConfig(name="beta_tcvae", estimator="mws", tc_memory=100)
+    with pytest.raises(ValueError, match="tc_memory needs"):
+        ObjectiveConfig(name="vae", tc_memory=100)
 
 
 def test_kl_per_dim_matches_the_closed_form() -> None:

@@ -16,6 +16,7 @@ import torch
 from service.artifact import read_manifest, sha256_of
 from training import export as export_module
 from training.cli import main
+from training.evaluate.table import row as table_row
 from training.export import ExportError, export_run
 from training.presets import PRESETS
 from training.train import CHECKPOINT, LOG, TrainConfig, load_checkpoint, train
@@ -61,10 +62,13 @@ def test_smoke_training_learned_something(smoke_artifact: Path) -> None:
     assert len(read_manifest(smoke_artifact).active_dims) >= 3, "the latents carry almost no information"
 
 
-def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path: Path) -> None:
-    straight = train(tiny(tmp_path, name="straight"))
-    train(tiny(tmp_path, name="interrupted", steps=10))
-    resumed = train(tiny(tmp_path, name="interrupted"), resume=True)
+@pytest.mark.parametrize(
+    "objective", [{}, {"objective": "beta_tcvae", "tc_memory": 40}], ids=["vae", "beta_tcvae_with_memory"]
+)
+def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path: Path, objective: dict) -> None:
+    straight = train(tiny(tmp_path, name="straight", **objective))
+    train(tiny(tmp_path, name="interrupted", steps=10, **objective))
+    resumed = train(tiny(tmp_path, name="interrupted", **objective), resume=True)
     a = load_checkpoint(straight / CHECKPOINT)
     b = load_checkpoint(resumed / CHECKPOINT)
     assert b["progress"]["step"] == 20 and b["progress"]["images_seen"] == 20 * 16
@@ -80,6 +84,13 @@ def test_each_objective_trains_and_exports(tmp_path: Path, objective: str) -> No
     manifest = export_run(run, tmp_path / "artifact")
     assert manifest.objective == objective and manifest.architecture == "mlp"
     assert manifest.metrics["export_parity_max_abs_diff"] <= 1e-4
+
+
+def test_a_posterior_memory_is_recorded_in_the_manifest_and_named_in_the_table(tmp_path: Path) -> None:
+    run = train(tiny(tmp_path, objective="beta_tcvae", beta=6.0, tc_memory=40, steps=10, architecture="mlp"))
+    manifest = export_run(run, tmp_path / "artifact")
+    assert manifest.hyperparameters["tc_memory"] == 40
+    assert table_row(manifest)[1] == "beta_tcvae (mss, memory 40)"
 
 
 def test_export_refuses_an_artifact_that_fails_parity_and_keeps_the_old_one(

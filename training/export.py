@@ -206,6 +206,8 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
         keys += ["alpha", "beta", "gamma", "estimator"]
     if cfg.beta_anneal_steps > 0:
         keys.append("beta_anneal_steps")
+    if cfg.tc_memory > 0:
+        keys.append("tc_memory")
     return {k: getattr(cfg, k) for k in keys}
 
 

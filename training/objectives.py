@@ -5,7 +5,9 @@
   beta_vae    recon + beta * KL                                  (Higgins et al. 2017)
               recon + gamma * |KL - C(step)|, C: 0 -> C_max      (Burgess et al. 2018, eq. 8; our weight
                                                                   starts at 1 and reaches gamma after warm-up)
-  beta_tcvae  recon + alpha * MI + beta * TC + gamma * dwKL      (Chen et al. 2018, eq. 4)
+  beta_tcvae  recon + alpha * MI + beta * TC + gamma * dwKL      (Chen et al. 2018, eq. 4; q(z) estimated
+                                                                  over the batch, optionally widened by a
+                                                                  memory of recent posteriors)
 
 All terms are per image: summed over pixels or latent dimensions, averaged over the batch, in nats.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,9 @@ class ObjectiveConfig:
     # When > 0, beta grows linearly from 1 to its value over this many steps after the warm-up: the model is a
     # VAE first, and the penalty then reorganises the dimensions it uses instead of closing them early on.
     beta_anneal_steps: int = 0
+    # beta_tcvae with MSS: how many recent posteriors (from earlier batches, without gradient) join the batch in
+    # the estimate of q(z). See PosteriorMemory for why; 0 keeps the paper's estimator.
+    tc_memory: int = 0
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
@@ -54,6 +59,13 @@ class ObjectiveConfig:
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         if self.estimator not in ("mws", "mss"):
             raise ValueError(f"estimator must be 'mws' or 'mss', got {self.estimator!r}")
+        if self.tc_memory < 0:
+            raise ValueError(f"tc_memory must be >= 0, got {self.tc_memory}")
+        if self.tc_memory and (self.name != "beta_tcvae" or self.estimator != "mss"):
+            raise ValueError(
+                "tc_memory needs objective 'beta_tcvae' with estimator 'mss', "
+                f"got {self.name!r} with {self.estimator!r}"
+            )
 
 
 def reconstruction(logits: torch.Tensor, x: torch.Tensor, likelihood: Likelihood) -> torch.Tensor:
@@ -96,27 +108,92 @@ def mss_log_weights(batch_size: int, dataset_size: int) -> torch.Tensor:
     return weights.log()
 
 
+def memory_log_weights(batch_size: int, others: int, dataset_size: int) -> torch.Tensor:
+    """(B, B + K) log weights when K remembered posteriors join the batch: z_i's own posterior has weight 1/N
+    and each of the B + K - 1 others stands for (N - 1) / (B + K - 1) images of the dataset (rows sum to 1)."""
+    total = batch_size + others
+    if dataset_size < total:
+        raise ValueError(f"batch + memory ({total}) must not exceed the dataset size ({dataset_size})")
+    weights = torch.full((batch_size, total), (dataset_size - 1) / (dataset_size * (total - 1)), dtype=torch.float64)
+    rows = torch.arange(batch_size)
+    weights[rows, rows] = 1.0 / dataset_size
+    return weights.log()
+
+
+class PosteriorMemory:
+    """The last ``size`` posteriors (mu, logvar) of training, kept without gradient, to widen the estimate of q(z).
+
+    Why: once the encoder's posteriors are narrow, a batch of B images out of N rarely holds a neighbour of z_i,
+    so the batch estimate of log q(z_i) falls to the point's own term, log q(z_i|x_i) - log N. The index-code MI
+    then sits at its ceiling, log N, and gives no gradient, the TC estimate turns negative (a true TC never is)
+    and beta * TC acts as a penalty of weight beta on each dimension's information, as in a beta-VAE
+    (scripts/estimator_bias.py measures it on a trained model). More points make neighbours likely again; they
+    come from the last few batches, as the negatives of MoCo's queue do (He et al. 2020), so they lag the encoder
+    by at most size / B steps.
+    """
+
+    def __init__(self, size: int, latent_dim: int, device: torch.device | str = "cpu") -> None:
+        self.mu = torch.zeros(size, latent_dim, device=device)  # (K, d)
+        self.logvar = torch.zeros(size, latent_dim, device=device)  # (K, d)
+        self.filled = 0
+        self.next = 0
+
+    def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mu[: self.filled], self.logvar[: self.filled]
+
+    def push(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        size = self.mu.shape[0]
+        count = min(mu.shape[0], size)
+        rows = (self.next + torch.arange(count, device=self.mu.device)) % size  # (count,)
+        self.mu[rows] = mu[-count:].detach().float()
+        self.logvar[rows] = logvar[-count:].detach().float()
+        self.next = (self.next + count) % size
+        self.filled = min(size, self.filled + count)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mu": self.mu.cpu(), "logvar": self.logvar.cpu(), "filled": self.filled, "next": self.next}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["mu"].shape != self.mu.shape:
+            raise ValueError(
+                f"the checkpoint's posterior memory has shape {tuple(state['mu'].shape)}, "
+                f"the config asks for {tuple(self.mu.shape)}"
+            )
+        self.mu.copy_(state["mu"])
+        self.logvar.copy_(state["logvar"])
+        self.filled, self.next = int(state["filled"]), int(state["next"])
+
+
 def tc_decomposition(
     z: torch.Tensor,
     mu: torch.Tensor,
     logvar: torch.Tensor,
     dataset_size: int,
     estimator: Estimator,
+    memory: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Index-code MI, total correlation and dimension-wise KL, Chen et al. 2018, eq. 2-4.
 
-    With log q(z) and log q(z_j) estimated over the minibatch, the three terms telescope to
-    E[log q(z|x) - log p(z)], a Monte Carlo estimate of the KL term.
+    With log q(z) and log q(z_j) estimated over the minibatch (plus ``memory``'s (K, d) mu and logvar, with
+    MSS), the three terms telescope to E[log q(z|x) - log p(z)], a Monte Carlo estimate of the KL term.
     """
     z, mu, logvar = z.float(), mu.float(), logvar.float()
     batch = z.shape[0]
     log_qz_given_x = gaussian_log_density(z, mu, logvar).sum(1)  # (B,)
     log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)  # (B,)
+    mu_all, logvar_all, remembered = mu, logvar, 0
+    if memory is not None and memory[0].shape[0]:
+        mu_all, logvar_all = torch.cat([mu, memory[0]]), torch.cat([logvar, memory[1]])  # (B + K, d)
+        remembered = memory[0].shape[0]
     # log q(z_i,j | x_k) for every pair (i, k) and dimension j.
-    pairwise = gaussian_log_density(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0))  # (B, B, d)
+    pairwise = gaussian_log_density(z.unsqueeze(1), mu_all.unsqueeze(0), logvar_all.unsqueeze(0))  # (B, B+K, d)
     if estimator == "mws":
+        if remembered:
+            raise ValueError("a posterior memory works with the MSS estimator only")
         # Minibatch weighted sampling, Chen et al. 2018, eq. S6: weight 1 / (N M) on every pair.
         log_w = torch.full((batch, batch), -math.log(dataset_size * batch), device=z.device)
+    elif remembered:
+        log_w = memory_log_weights(batch, remembered, dataset_size).to(device=z.device, dtype=z.dtype)
     else:
         log_w = mss_log_weights(batch, dataset_size).to(device=z.device, dtype=z.dtype)
     log_qz = torch.logsumexp(log_w + pairwise.sum(2), dim=1)  # (B,)
@@ -169,6 +246,7 @@ def compute_loss(
     z: torch.Tensor,
     logits: torch.Tensor,
     step: int,
+    memory: PosteriorMemory | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss for one batch and its named terms, detached (converting them to floats here would make the
     GPU wait on every step; the loop converts them only when it logs)."""
@@ -189,7 +267,8 @@ def compute_loss(
         loss = recon + ramp * annealed_beta(step, cfg) * kl
     else:
         beta = annealed_beta(step, cfg)
-        parts = tc_decomposition(z, mu, logvar, cfg.dataset_size, cfg.estimator)
+        remembered = None if memory is None else memory.contents()
+        parts = tc_decomposition(z, mu, logvar, cfg.dataset_size, cfg.estimator, remembered)
         terms.update(parts)
         loss = recon + ramp * (cfg.alpha * parts["mi"] + beta * parts["tc"] + cfg.gamma * parts["dwkl"])
     terms["loss"] = loss

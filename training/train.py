@@ -33,7 +33,7 @@ from tqdm import tqdm
 from training.data import get_dataset
 from training.data.base import ImageDataset
 from training.models import VAE
-from training.objectives import ObjectiveConfig, compute_loss
+from training.objectives import ObjectiveConfig, PosteriorMemory, compute_loss
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -60,6 +60,7 @@ class TrainConfig:
     capacity_gamma: float = 1000.0
     warmup_steps: int = 0
     beta_anneal_steps: int = 0
+    tc_memory: int = 0
     # optimisation
     batch_size: int = 64
     lr: float = 5e-4
@@ -93,6 +94,7 @@ class TrainConfig:
             dataset_size=dataset_size,
             warmup_steps=self.warmup_steps,
             beta_anneal_steps=self.beta_anneal_steps,
+            tc_memory=self.tc_memory,
         )
 
     def __post_init__(self) -> None:
@@ -230,7 +232,13 @@ def setup_distributed(device_name: str) -> Distributed:
 
 
 def save_checkpoint(
-    path: Path, model: VAE, opt: torch.optim.Optimizer, cfg: TrainConfig, progress: Progress, hardware: dict
+    path: Path,
+    model: VAE,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    progress: Progress,
+    hardware: dict,
+    memory: PosteriorMemory | None,
 ) -> None:
     state = {
         **hardware,
@@ -240,6 +248,8 @@ def save_checkpoint(
         "progress": asdict(progress),
         "torch_rng": torch.get_rng_state(),
     }
+    if memory is not None:
+        state["tc_memory"] = memory.state_dict()
     tmp = path.with_suffix(".pt.tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
@@ -292,6 +302,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed + ddp.rank)
     model = build_model(cfg, dataset).to(device)
     opt = make_optimizer(model.parameters(), cfg.lr)
+    memory = PosteriorMemory(cfg.tc_memory, cfg.latent_dim, device) if cfg.tc_memory else None
 
     hardware = {"device": str(device), "precision": "bf16" if use_bf16 else "fp32"}
     progress = Progress()
@@ -302,6 +313,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if "optimizer" in state:  # slimmed checkpoints (shipped without Adam's moments) restart them
             opt.load_state_dict(state["optimizer"])
         progress = Progress(**state["progress"])
+        if memory is not None and "tc_memory" in state:  # absent when a run without one is continued with one
+            memory.load_state_dict(state["tc_memory"])
         if ddp.world_size == 1:
             torch.set_rng_state(state["torch_rng"])
     elif resume:
@@ -328,10 +341,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         x = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
         with autocast:
             mu, logvar, z, logits = net(x)
-        loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step)
+        loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step, memory)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if memory is not None:
+            memory.push(mu, logvar)
 
         for key, value in terms.items():
             sums[key] = sums.get(key, 0) + value
@@ -360,7 +375,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             bar.set_postfix(**shown, img_s=f"{rate:.0f}")
         bar.update(1)
         if ddp.main and (done % cfg.checkpoint_every == 0 or last):
-            save_checkpoint(checkpoint_path, model, opt, cfg, progress, hardware)
+            save_checkpoint(checkpoint_path, model, opt, cfg, progress, hardware, memory)
         if out_of_time:
             break
 

@@ -22,9 +22,10 @@ def row(manifest: Manifest) -> list[str]:
     if manifest.objective == "beta_vae" and float(h.get("capacity_max", 0) or 0) > 0:
         beta = f"C={h['capacity_max']}"
     synthesis = m.get("synthesis_iou", m.get("synthesis_corr"))
+    estimator = f"{h['estimator']}, memory {h['tc_memory']}" if h.get("tc_memory") else h.get("estimator")
     return [
         manifest.name,
-        manifest.objective + (f" ({h['estimator']})" if "estimator" in h else ""),
+        manifest.objective + (f" ({estimator})" if estimator else ""),
         _number(beta, 1) if isinstance(beta, float) else str(beta or "-"),
         _number(m.get("mig")),
         _number(m.get("factor_vae")),
