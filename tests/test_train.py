@@ -91,6 +91,8 @@ def test_a_posterior_memory_is_recorded_in_the_manifest_and_named_in_the_table(t
     manifest = export_run(run, tmp_path / "artifact")
     assert manifest.hyperparameters["tc_memory"] == 40
     assert table_row(manifest)[1] == "beta_tcvae (mss, memory 40)"
+    with pytest.raises(ValueError, match=r"must not exceed the dataset's 737280 images, got 16 \+ 737280"):
+        train(tiny(tmp_path, objective="beta_tcvae", tc_memory=737_280))
 
 
 def test_export_refuses_an_artifact_that_fails_parity_and_keeps_the_old_one(

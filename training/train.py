@@ -299,6 +299,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     objective = cfg.objective_config(len(dataset))
+    if cfg.batch_size + cfg.tc_memory > len(dataset):
+        raise ValueError(
+            f"batch_size + tc_memory must not exceed the dataset's {len(dataset)} images, "
+            f"got {cfg.batch_size} + {cfg.tc_memory}"
+        )
     torch.manual_seed(cfg.seed + ddp.rank)
     model = build_model(cfg, dataset).to(device)
     opt = make_optimizer(model.parameters(), cfg.lr)
