@@ -27,19 +27,17 @@ from training.evaluate.unsupervised import kl_per_dim, total_correlation_at
 BATCH_SIZES = (64, 256, 512, 2048, 8192)
 
 
-def tc_by_batch_size(folder: Path, samples: int, seed: int) -> dict[int, float]:
+def print_tc_by_batch_size(folder: Path, samples: int, seed: int) -> None:
     model = OnnxModel(folder)
     dataset = get_dataset(model.manifest.dataset.name, **model.manifest.dataset.params)
     rng = np.random.default_rng(seed)
     mu, logvar = model.encode(dataset.images(rng.choice(len(dataset), size=samples, replace=False)))  # (S, d)
     z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)  # (S, d)
     print(f"{folder.name}: KL {kl_per_dim(mu, logvar).sum():.2f} nats, log N = {math.log(len(dataset)):.2f}")
-    estimates = {}
     for m in (b for b in BATCH_SIZES if b <= samples):
         batches = [slice(start, start + m) for start in range(0, samples - m + 1, m)]
-        estimates[m] = float(np.mean([total_correlation_at(z[b], mu[b], logvar[b], len(dataset)) for b in batches]))
-        print(f"  batch {m:>5}: TC estimate {estimates[m]:+.2f} nats ({len(batches)} batches)")
-    return estimates
+        estimate = np.mean([total_correlation_at(z[b], mu[b], logvar[b], len(dataset)) for b in batches])
+        print(f"  batch {m:>5}: TC estimate {estimate:+.2f} nats ({len(batches)} batches)")
 
 
 def main() -> None:
@@ -49,7 +47,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     for folder in args.artifacts:
-        tc_by_batch_size(folder, args.samples, args.seed)
+        print_tc_by_batch_size(folder, args.samples, args.seed)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ All terms are per image: summed over pixels or latent dimensions, averaged over 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,6 +91,8 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
 
 
+# Cached: the same few shapes recur every training step. Callers must not modify the returned tensor in place.
+@functools.lru_cache(maxsize=16)
 def mss_log_weights(batch_size: int, dataset_size: int) -> torch.Tensor:
     """Log importance weights of minibatch stratified sampling, Chen et al. 2018, appendix C.2.
 
@@ -108,6 +111,7 @@ def mss_log_weights(batch_size: int, dataset_size: int) -> torch.Tensor:
     return weights.log()
 
 
+@functools.lru_cache(maxsize=16)
 def memory_log_weights(batch_size: int, others: int, dataset_size: int) -> torch.Tensor:
     """(B, B + K) log weights when K remembered posteriors join the batch: z_i's own posterior has weight 1/N
     and each of the B + K - 1 others stands for (N - 1) / (B + K - 1) images of the dataset (rows sum to 1)."""
