@@ -96,13 +96,48 @@ class FactorCalibration(_Strict):
         return self
 
 
+class FactorGroup(_Strict):
+    """Factors that share latent dims, calibrated jointly: one latent offset per combination of their values.
+
+    ``offsets`` has one row per combination, in C order over ``factors`` (the last factor's value changes
+    fastest; values in each factor's own calibrated order), and one entry per latent dim: the mean code of
+    that combination minus the mean over all combinations. The rows therefore average to zero.
+    """
+
+    factors: list[str] = Field(min_length=2)
+    offsets: list[list[float]]
+
+
 class Calibration(_Strict):
-    """Turns named factor values into a latent vector: start from ``base``, then set each factor's dims."""
+    """Turns named factor values into a latent vector: start from ``base``, then add each factor's offset
+    (``service.calibration.latent_for`` states the rules)."""
 
     base: list[float]
     factors: list[FactorCalibration]
+    groups: list[FactorGroup] = Field(
+        default_factory=list, description="factors that share dims, calibrated jointly; empty in older manifests"
+    )
     agreement: dict[str, float] = Field(default_factory=dict, description="decoded vs ground-truth render")
     recovery: dict[str, float] = Field(default_factory=dict, description="per factor, how often re-encoding finds it")
+
+    @model_validator(mode="after")
+    def _groups_match(self) -> Calibration:
+        sizes = {f.name: len(f.values) for f in self.factors}
+        grouped: set[str] = set()
+        for group in self.groups:
+            unknown = [name for name in group.factors if name not in sizes]
+            if unknown:
+                raise ValueError(f"group names factors {unknown} that the calibration does not have: {list(sizes)}")
+            if grouped.intersection(group.factors) or len(set(group.factors)) < len(group.factors):
+                raise ValueError(f"factor group {group.factors} names a factor twice, or one another group holds")
+            grouped.update(group.factors)
+            cells = math.prod(sizes[name] for name in group.factors)
+            if len(group.offsets) != cells:
+                rows = len(group.offsets)
+                raise ValueError(f"group {group.factors} has {rows} offset rows, expected {cells}, one per combination")
+            if any(len(row) != len(self.base) for row in group.offsets):
+                raise ValueError(f"every offset row of group {group.factors} must have {len(self.base)} entries")
+        return self
 
 
 class Manifest(_Strict):

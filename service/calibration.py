@@ -8,9 +8,13 @@ Rules, so a caller can predict the vector:
 - A categorical factor (one whose values are strings) takes one of its names exactly.
 - A numeric factor takes any number between its smallest and largest calibrated value; between two grid values
   each dim is interpolated linearly, and a grid value gives its calibrated code exactly.
-- Each requested factor adds its code's offset from ``base`` on its dims. When two factors share a dim their
+- An ungrouped factor adds its code's offset from ``base`` on its dims. When two such factors share a dim their
   offsets add up, which is exact when the dim is the sum of one function of each factor (for conditional means,
-  E[z | a] + E[z | b] - E[z] = f(a) + g(b) for z = f(a) + g(b)); a dim carried by one factor gets its code.
+  E[z | a] + E[z | b] - E[z] = f(a) + g(b) for z = f(a) + g(b)).
+- Factors of a group (``calibration.groups``: factors that share dims, e.g. shape, scale and orientation all
+  on two dims) are looked up jointly: the group adds the offset of the requested combination, interpolated like
+  a single factor along each numeric factor, and averaged over the values of a grouped factor left out of the
+  request. A group none of whose factors is requested adds nothing.
 
 Pure numpy and ``service.artifact``: the service imports this, and training imports it from here.
 """
@@ -22,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from service.artifact import Calibration, FactorCalibration, FactorValue
+from service.artifact import Calibration, FactorCalibration, FactorGroup, FactorValue
 
 
 class FactorRequestError(ValueError):
@@ -48,20 +52,41 @@ def accepted(factor: FactorCalibration) -> str:
     return f"a number in [{min(numbers):g}, {max(numbers):g}]"
 
 
-def _code(factor: FactorCalibration, value: object) -> np.ndarray:
-    """(len(dims),) latent values on the factor's dims for one requested value."""
-    codes = np.asarray(factor.codes, dtype=np.float64).reshape(len(factor.values), len(factor.dims))  # (V, k)
+def _weights(factor: FactorCalibration, value: object) -> np.ndarray:
+    """(V,) weights over the factor's calibrated values that a requested value stands for: one value exactly,
+    or two neighbours of a numeric grid, weighted for linear interpolation."""
     if is_categorical(factor):
         if not isinstance(value, str) or value not in factor.values:
             raise FactorRequestError(factor.name, accepted(factor), value)
-        return codes[factor.values.index(value)]
+        return np.eye(len(factor.values))[factor.values.index(value)]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise FactorRequestError(factor.name, accepted(factor), value)
     grid = np.array([float(v) for v in factor.values])  # (V,)
     if not grid.min() <= value <= grid.max():
         raise FactorRequestError(factor.name, accepted(factor), value)
     order = np.argsort(grid, kind="stable")
-    return np.array([np.interp(float(value), grid[order], codes[order, k]) for k in range(codes.shape[1])])
+    ordered = grid[order]
+    upper = int(np.searchsorted(ordered, value))  # the first grid value >= value
+    weights = np.zeros(grid.size)
+    if ordered[upper] == value:
+        weights[order[upper]] = 1.0
+    else:
+        lower = upper - 1
+        t = (value - ordered[lower]) / (ordered[upper] - ordered[lower])
+        weights[order[lower]], weights[order[upper]] = 1.0 - t, t
+    return weights
+
+
+def _group_offset(
+    group: FactorGroup, by_name: Mapping[str, FactorCalibration], request: Mapping[str, FactorValue]
+) -> np.ndarray:
+    """(d,) offset of a factor group for the requested values of its factors (uniform over those left out)."""
+    sizes = [len(by_name[name].values) for name in group.factors]
+    table = np.asarray(group.offsets, dtype=np.float64).reshape(*sizes, -1)  # (V1, ..., Vm, d)
+    for name, size in zip(group.factors, sizes, strict=True):  # contract the leading factor axis each time
+        weights = _weights(by_name[name], request[name]) if name in request else np.full(size, 1.0 / size)
+        table = np.tensordot(weights, table, axes=(0, 0))
+    return table
 
 
 def latent_for(calibration: Calibration, request: Mapping[str, FactorValue]) -> np.ndarray:
@@ -73,10 +98,18 @@ def latent_for(calibration: Calibration, request: Mapping[str, FactorValue]) -> 
             valid = ", ".join(repr(n) for n in by_name) or "none (this calibration has no factors)"
             raise FactorRequestError(name, f"a factor name, one of {valid}", name)
     z = base.copy()
+    grouped = {name for group in calibration.groups for name in group.factors}
     for name, value in request.items():
         factor = by_name[name]
+        if name in grouped:
+            _weights(factor, value)  # checked here, so a bad value is reported whichever group holds it
+            continue
         dims = np.asarray(factor.dims, dtype=np.int64)  # (k,)
         if dims.size and (dims.min() < 0 or dims.max() >= base.size):
             raise ValueError(f"calibration of {name!r} names dims {factor.dims}, outside [0, {base.size})")
-        z[dims] += _code(factor, value) - base[dims]
+        codes = np.asarray(factor.codes, dtype=np.float64).reshape(len(factor.values), dims.size)  # (V, k)
+        z[dims] += _weights(factor, value) @ codes - base[dims]
+    for group in calibration.groups:
+        if any(name in request for name in group.factors):
+            z += _group_offset(group, by_name, request)
     return z.astype(np.float32)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.artifact import Calibration, DatasetInfo, LatentStat, Manifest
+from service.artifact import Calibration, DatasetInfo, FactorCalibration, LatentStat, Manifest
 
 ModelName = str | None
 MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")
@@ -90,6 +90,24 @@ class SynthesizeResponse(BaseModel):
     image: str = Field(description="base64 PNG")
 
 
+class CalibrationInfo(BaseModel):
+    """A model's calibration as the API shows it. The joint tables of factor groups (hundreds of rows each,
+    read only by /synthesize) are left out; which factors are grouped stays."""
+
+    base: list[float]
+    factors: list[FactorCalibration]
+    groups: list[list[str]] = Field(description="factors calibrated jointly because they share latent dims")
+    agreement: dict[str, float]
+    recovery: dict[str, float]
+
+    @classmethod
+    def of(cls, calibration: Calibration) -> CalibrationInfo:
+        return cls(
+            groups=[group.factors for group in calibration.groups],
+            **calibration.model_dump(exclude={"groups"}),
+        )
+
+
 class ModelInfo(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -102,7 +120,7 @@ class ModelInfo(BaseModel):
     image_shape: tuple[int, int, int]
     active_dims: list[int]
     latent_stats: list[LatentStat]
-    calibration: Calibration | None
+    calibration: CalibrationInfo | None
     metrics: dict[str, float | int | str]
     hyperparameters: dict[str, str | int | float | bool]
     created_at: datetime
@@ -113,7 +131,8 @@ class ModelInfo(BaseModel):
         return cls(
             active_dims=manifest.active_dims,
             card=list(card),
-            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card"}),
+            calibration=CalibrationInfo.of(manifest.calibration) if manifest.calibration else None,
+            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card", "calibration"}),
         )
 
 

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from service.artifact import Calibration, FactorCalibration
+from service.artifact import Calibration, FactorCalibration, FactorGroup
 from service.calibration import FactorRequestError, latent_for
 
 CALIBRATION = Calibration(
@@ -66,3 +67,64 @@ def test_bad_names_and_values_name_the_factor_what_it_accepts_and_what_came(
     assert caught.value.expected == expected
     assert str(caught.value) == f"factor {factor!r}: expected {expected}, received {received!r}"
     assert isinstance(caught.value, ValueError)
+
+
+# shape and scale share dim 0 and are grouped: one offset row per (shape, scale), scale changing fastest.
+GROUPED = Calibration.model_validate(
+    {
+        **CALIBRATION.model_dump(),
+        "groups": [
+            FactorGroup(
+                factors=["shape", "scale"],
+                offsets=[
+                    [-1.0, 0.0, 0.0, 0.0],  # square, 0.5
+                    [-3.0, 0.0, 0.0, 0.5],  # square, 1.0
+                    [0.0, 0.0, 0.0, 0.0],  # ellipse, 0.5
+                    [1.0, 0.0, 0.0, -0.5],  # ellipse, 1.0
+                    [1.0, 0.0, 0.0, 0.0],  # heart, 0.5
+                    [2.0, 0.0, 0.0, 0.0],  # heart, 1.0
+                ],
+            )
+        ],
+    }
+)
+
+
+def test_grouped_factors_take_the_offset_of_their_combination_on_every_dim() -> None:
+    assert latent_for(GROUPED, {"shape": "square", "scale": 1.0}).tolist() == [0.5 - 3.0, 0.0, -1.0, 2.5]
+    # posX is not grouped: its code still applies on its own dims, next to the group's offset.
+    assert latent_for(GROUPED, {"shape": "heart", "scale": 0.5, "posX": 1.0}).tolist() == [1.5, 4.0, 40.0, 2.0]
+
+
+def test_a_grouped_numeric_factor_interpolates_and_one_left_out_is_averaged() -> None:
+    z = latent_for(GROUPED, {"shape": "square", "scale": 0.75})
+    assert z.tolist() == pytest.approx([0.5 - 2.0, 0.0, -1.0, 2.25])
+    # scale left out: the mean over its two values; shape left out: the mean over its three.
+    assert latent_for(GROUPED, {"shape": "ellipse"}).tolist() == pytest.approx([1.0, 0.0, -1.0, 1.75])
+    assert latent_for(GROUPED, {"scale": 1.0}).tolist() == pytest.approx([0.5, 0.0, -1.0, 2.0])
+    assert latent_for(GROUPED, {"posX": 0.0}).tolist() == [0.5, 0.0, 0.0, 2.0]
+
+
+def test_a_bad_value_of_a_grouped_factor_is_reported_like_any_other() -> None:
+    with pytest.raises(FactorRequestError, match=r"'scale': expected a number in \[0.5, 1\], received 2"):
+        latent_for(GROUPED, {"shape": "heart", "scale": 2})
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ([{"factors": ["shape", "colour"], "offsets": []}], r"factors \['colour'\] that the calibration does not"),
+        ([{"factors": ["shape", "scale"], "offsets": [[0.0] * 4] * 5}], "has 5 offset rows, expected 6"),
+        ([{"factors": ["shape", "scale"], "offsets": [[0.0] * 3] * 6}], "must have 4 entries"),
+        (
+            [
+                {"factors": ["shape", "scale"], "offsets": [[0.0] * 4] * 6},
+                {"factors": ["scale", "posX"], "offsets": []},
+            ],
+            "names a factor twice, or one another group holds",
+        ),
+    ],
+)
+def test_malformed_groups_are_rejected_naming_the_problem(groups: list[dict[str, object]], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Calibration.model_validate({**CALIBRATION.model_dump(), "groups": groups})

@@ -6,22 +6,35 @@ entropy: a factor gets its most informative dim, plus every other dim that holds
 dim's information (0.5 by default, so a factor split over two dims, as orientation often is, keeps both,
 while the weak leakage every factor has into the other dims is left out). Each value's code is the
 conditional mean of mu on those dims over the sample points with that value; ``base`` is the mean of mu.
+
+Factors that share a dim are then calibrated jointly (``calibrate_groups``): per-factor codes add up only
+when the shared dim is a sum of one function per factor, and a trained encoder rarely is. On the default
+dSprites beta-TCVAE, shape, scale and orientation share two dims; adding their separate codes drew the
+requested image at IoU 0.70, looking the combination up jointly at 0.84, as good as the model's own
+reconstructions of real images (0.85).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from service.artifact import Calibration, FactorCalibration, FactorSpec
+from service.artifact import Calibration, FactorCalibration, FactorGroup, FactorSpec
 from training.evaluate.information import DEFAULT_BINS, factor_entropies, mutual_information_matrix
 from training.evaluate.inputs import paired
+from training.evaluate.source import CodeSource
 
 DEFAULT_SHARE = 0.5
 # A factor whose best dim holds less than this share of its entropy is not carried by the model at all: it
 # gets no dims, so a request for it leaves the latent unchanged instead of steering every dim a little.
 MIN_INFORMATION = 0.05
+# Joint calibration: draws of the other factors averaged per combination, and the largest table worth storing
+# (dSprites' shape x scale x orientation is 720 combinations; a group holding posX and posY would be far more).
+GROUP_DRAWS = 16
+MAX_GROUP_CELLS = 4096
 
 
 def select_dims(
@@ -80,3 +93,61 @@ def calibrate(
             )
         )
     return Calibration(base=[float(v) for v in z.mean(axis=0)], factors=calibrated)
+
+
+def shared_groups(dims: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Per factor its dims -> the factors joined by shared dims (directly or through another factor), as
+    sorted factor indices; only groups of two or more factors."""
+    parent = list(range(len(dims)))
+
+    def root(j: int) -> int:
+        while parent[j] != j:
+            j = parent[j]
+        return j
+
+    owner: dict[int, int] = {}
+    for j, factor_dims in enumerate(dims):
+        for dim in factor_dims:
+            if dim in owner:
+                parent[root(j)] = root(owner[dim])
+            else:
+                owner[dim] = j
+    members: dict[int, list[int]] = {}
+    for j in range(len(dims)):
+        members.setdefault(root(j), []).append(j)
+    return [group for group in members.values() if len(group) > 1]
+
+
+def calibrate_groups(
+    calibration: Calibration,
+    source: CodeSource,
+    rng: np.random.Generator,
+    draws: int = GROUP_DRAWS,
+    max_cells: int = MAX_GROUP_CELLS,
+) -> Calibration:
+    """Add a joint table for every group of factors that share dims, measured on ``source``'s codes.
+
+    Each combination of the group's values is rendered with the same ``draws`` draws of the other factors, and
+    its offset is the mean code minus the mean over all combinations. Common draws matter: with fresh draws
+    per combination, the other factors' spread (a position dim's, say) lands in every offset as noise of
+    std/sqrt(draws), larger than the small shifts a group causes on those dims (IoU 0.46 instead of 0.84 on
+    the default model); with common draws that noise is the same for every combination and cancels. A group
+    with more than ``max_cells`` combinations is left to the additive rule.
+    """
+    if list(source.names) != [f.name for f in calibration.factors]:
+        raise ValueError(f"source factors {list(source.names)} must match the calibration's, in order")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    groups = []
+    for members in shared_groups([f.dims for f in calibration.factors]):
+        sizes = [len(calibration.factors[j].values) for j in members]
+        cells = math.prod(sizes)
+        if cells > max_cells:
+            continue
+        combinations = np.array(list(itertools.product(*(range(s) for s in sizes))), dtype=np.int64)  # (cells, m)
+        classes = np.tile(source.sample_factors(draws, rng), (cells, 1))  # (cells * draws, F)
+        classes[:, members] = np.repeat(combinations, draws, axis=0)
+        means = source.codes(classes).reshape(cells, draws, -1).mean(axis=1)  # (cells, d)
+        offsets = np.round(means - means.mean(axis=0), 5)  # rounded: the manifest stays small
+        groups.append(FactorGroup(factors=[calibration.factors[j].name for j in members], offsets=offsets.tolist()))
+    return calibration.model_copy(update={"groups": groups})

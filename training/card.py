@@ -151,6 +151,12 @@ def write_card(
         for factor in manifest.calibration.factors:
             recovered = manifest.calibration.recovery.get(factor.name, float("nan"))
             lines.append(f"| {factor.name} | {factor.dims} | {recovered:.2f} |")
+        for group in manifest.calibration.groups:
+            lines += [
+                "",
+                f"Calibrated jointly, as they share dims: {', '.join(group.factors)} "
+                f"({len(group.offsets):,} combinations).",
+            ]
     for caption, file in pictures:
         lines += ["", f"**{caption}**", "", f"![{caption}]({file})"]
     notes = folder / NOTES

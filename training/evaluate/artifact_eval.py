@@ -15,11 +15,12 @@ import numpy as np
 
 from service.artifact import Calibration, FactorSpec, Manifest
 from service.calibration import latent_for
-from training.calibrate import calibrate
+from training.calibrate import calibrate, calibrate_groups
 from training.data import get_dataset
 from training.data.base import FactorDataset, ImageDataset
 from training.evaluate.information import factor_entropies, mutual_information_matrix
 from training.evaluate.onnx_model import OnnxModel
+from training.evaluate.source import CodeSource
 from training.evaluate.suite import EvaluationSettings, evaluate_representation
 from training.evaluate.unsupervised import active_dims, kl_per_dim, total_correlation_estimate
 
@@ -71,21 +72,24 @@ def synthesis_quality(
     model: OnnxModel, dataset: FactorDataset, calibration: Calibration, rng: np.random.Generator, n: int
 ) -> dict[str, float]:
     """Decode the calibrated latent of ``n`` random factor combinations and compare with the dataset's own
-    render of the same combination; then re-encode the decoded image and read each factor back as the
-    calibrated value nearest to the code on that factor's dims."""
+    render of the same combination; then re-encode the decoded image and read each factor back: the value
+    whose calibrated latent (the other factors as requested) lies nearest on that factor's dims."""
     classes = dataset.sample_factors(n, rng)  # (n, F)
-    factors = dataset.factors
-    latents = np.stack(
-        [latent_for(calibration, {f.name: f.values[c] for f, c in zip(factors, row, strict=True)}) for row in classes]
-    )  # (n, d)
+    requests = [{f.name: f.values[c] for f, c in zip(dataset.factors, row, strict=True)} for row in classes]
+    latents = np.stack([latent_for(calibration, request) for request in requests])  # (n, d)
     decoded = model.decode(latents)
     truth = dataset.render(classes)
     binary = _is_binary(truth)
     out = {("synthesis_iou" if binary else "synthesis_corr"): float(_agreement(decoded, truth, binary).mean())}
     mu = model.mean(decoded)  # (n, d)
     for j, factor in enumerate(calibration.factors):
-        codes = np.asarray(factor.codes)  # (V, k)
-        distance = ((mu[:, factor.dims][:, None, :] - codes[None]) ** 2).sum(2)  # (n, V)
+        candidates = np.stack(
+            [
+                [latent_for(calibration, {**request, factor.name: v})[factor.dims] for v in factor.values]
+                for request in requests
+            ]
+        )  # (n, V, k)
+        distance = ((mu[:, None, factor.dims] - candidates) ** 2).sum(2)  # (n, V)
         out[f"recovery.{factor.name}"] = float((distance.argmin(1) == classes[:, j]).mean())
     return out
 
@@ -117,6 +121,7 @@ def evaluate(
     information = mutual_information_matrix(codes, classes, settings.bins) / factor_entropies(classes)[None, :]
     specs = [FactorSpec(name=f.name, values=list(f.values)) for f in dataset.factors]
     calibration = calibrate(codes, classes, specs, settings.bins)
+    calibration = calibrate_groups(calibration, CodeSource.from_dataset(dataset, model.mean), rng)
     quality = synthesis_quality(model, dataset, calibration, rng, SYNTHESIS_SAMPLES)
     metrics.update(quality)
     calibration = calibration.model_copy(
