@@ -14,6 +14,7 @@ from PIL import Image
 from service_harness import REPO, serve
 
 from service.artifact import MANIFEST_NAME, read_manifest
+from training.data import get_dataset
 
 MODELS = REPO / "models"
 ZOO_CONFIGS = REPO / "configs" / "zoo"
@@ -63,3 +64,27 @@ def test_the_service_serves_the_whole_zoo_and_synthesises_with_the_default_model
         assert lit_rows.size > 0, "nothing drawn"
         # posX = posY = 0.1 puts the centre near 16 + 0.1 * 32 = 19 px on each axis: in the top-left quarter.
         assert lit_rows.mean() < 32 and lit_cols.mean() < 32
+
+
+def test_the_default_model_draws_each_requested_shape_closest_to_its_own_render(tmp_path: Path) -> None:
+    """Shape, scale and orientation share the default model's dims, so the service looks them up jointly; asking
+    for each shape must draw an image nearer the dataset's own render of that shape than of the other two."""
+    dataset = get_dataset("dsprites")
+    names = [f.name for f in dataset.factors]
+    centre = {"shape": 0, "scale": 5, "orientation": 0, "posX": 16, "posY": 16}  # value indices: large, centred
+    renders = {}
+    for shape in range(3):
+        classes = np.array([[{**centre, "shape": shape}[n] for n in names]])
+        renders[shape] = dataset.render(classes)[0, 0] > 0.5  # (H, W)
+    (tmp_path / "models").symlink_to(MODELS)
+    with serve(tmp_path / "models", default_model=DEFAULT) as url, httpx.Client(base_url=url, timeout=30) as http:
+        info = http.get(f"/models/{DEFAULT}").json()
+        assert info["calibration"]["groups"] == [["shape", "scale", "orientation"]]
+        for shape, value in enumerate(dataset.factors[names.index("shape")].values):
+            asked = {n: dataset.factors[j].values[{**centre, "shape": shape}[n]] for j, n in enumerate(names)}
+            reply = http.post("/synthesize", json={"factors": asked})
+            assert reply.status_code == 200, reply.text
+            with Image.open(io.BytesIO(base64.b64decode(reply.json()["image"]))) as png:
+                drawn = np.asarray(png.convert("L")) > 127  # (H, W)
+            iou = {s: (drawn & r).sum() / (drawn | r).sum() for s, r in renders.items()}
+            assert max(iou, key=lambda s: iou[s]) == shape, f"asked for {value}: IoU per shape {iou}"

@@ -123,6 +123,9 @@ export function renderCard(container, model) {
       ["factor", "dims", "recovered"], rows));
     const agreement = Object.entries(calibration.agreement).map(([k, v]) => `${k} ${formatNumber(v)}`);
     if (agreement.length) nodes.push(element("p", `Synthesis against the dataset's own render: ${agreement.join(", ")}.`, "note"));
+    for (const group of calibration.groups ?? []) {
+      nodes.push(element("p", `Calibrated jointly, as they share dims: ${group.join(", ")}.`, "note"));
+    }
   }
 
   for (const file of model.card ?? []) nodes.push(cardPicture(model.name, file));
