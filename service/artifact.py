@@ -78,7 +78,9 @@ class FactorCalibration(_Strict):
     """How one named factor maps onto the latent space.
 
     ``dims`` are the latent dimensions that carry the factor (by mutual information); ``codes[i]`` holds, for
-    ``values[i]``, the latent values on ``dims`` that produce it (the conditional mean of mu).
+    ``values[i]``, the latent values on ``dims`` that produce it (the conditional mean of mu). A factor in one
+    of the calibration's ``groups`` is synthesised from the group's table instead; its codes stay as the
+    average code of each value.
     """
 
     name: str
