@@ -2,7 +2,7 @@
 
 An artifact is a folder holding ``encoder.onnx``, ``decoder.onnx`` and ``manifest.json``. This module owns
 the manifest's schema; ``training`` imports it to write manifests, ``service`` to read them. It depends on
-pydantic alone, so both halves can import it.
+pydantic and numpy alone, so both halves can import it.
 
 Tensor contract of the ONNX files:
   encoder: ``image`` (B, C, H, W) float32 in [0, 1]  ->  ``mu`` (B, d), ``logvar`` (B, d)
@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
@@ -108,6 +110,11 @@ class FactorGroup(_Strict):
 
     factors: list[str] = Field(min_length=2)
     offsets: list[list[float]]
+
+    @cached_property
+    def offset_array(self) -> np.ndarray:
+        """(cells, d) ``offsets``, converted once: /synthesize reads the same table on every request."""
+        return np.asarray(self.offsets, dtype=np.float64)
 
 
 class Calibration(_Strict):

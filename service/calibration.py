@@ -82,7 +82,7 @@ def _group_offset(
 ) -> np.ndarray:
     """(d,) offset of a factor group for the requested values of its factors (uniform over those left out)."""
     sizes = [len(by_name[name].values) for name in group.factors]
-    table = np.asarray(group.offsets, dtype=np.float64).reshape(*sizes, -1)  # (V1, ..., Vm, d)
+    table = group.offset_array.reshape(*sizes, -1)  # (V1, ..., Vm, d)
     for name, size in zip(group.factors, sizes, strict=True):  # contract the leading factor axis each time
         weights = _weights(by_name[name], request[name]) if name in request else np.full(size, 1.0 / size)
         table = np.tensordot(weights, table, axes=(0, 0))
@@ -102,8 +102,7 @@ def latent_for(calibration: Calibration, request: Mapping[str, FactorValue]) -> 
     for name, value in request.items():
         factor = by_name[name]
         if name in grouped:
-            _weights(factor, value)  # checked here, so a bad value is reported whichever group holds it
-            continue
+            continue  # looked up, and its value checked, with its group below
         dims = np.asarray(factor.dims, dtype=np.int64)  # (k,)
         if dims.size and (dims.min() < 0 or dims.max() >= base.size):
             raise ValueError(f"calibration of {name!r} names dims {factor.dims}, outside [0, {base.size})")
