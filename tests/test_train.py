@@ -78,6 +78,23 @@ def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path: Pa
     assert steps == [5, 10, 15, 20]
 
 
+def test_lr_decay_anneals_only_the_last_steps_so_a_run_can_be_extended_then_annealed(tmp_path: Path) -> None:
+    straight = train(tiny(tmp_path, name="straight", steps=20, lr_decay_steps=10))
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (straight / LOG).open())}
+    lr = tiny(tmp_path).lr
+    assert lrs[5] == lrs[10] == lr, "steps before the decay run at the constant rate"
+    assert lr > lrs[15] > lrs[20] > 0 and lrs[20] < 0.05 * lr
+
+    train(tiny(tmp_path, name="extended", steps=10))
+    extended = train(tiny(tmp_path, name="extended", steps=20, lr_decay_steps=10), resume=True)
+    a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(extended / CHECKPOINT)
+    for key, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
+    assert export_run(extended, tmp_path / "artifact").hyperparameters["lr_decay_steps"] == 10
+    with pytest.raises(ValueError, match=r"lr_decay_steps must be in \[0, steps=20\], got 30"):
+        tiny(tmp_path, lr_decay_steps=30)
+
+
 @pytest.mark.parametrize("objective", ["ae", "beta_vae", "beta_tcvae"])
 def test_each_objective_trains_and_exports(tmp_path: Path, objective: str) -> None:
     run = train(tiny(tmp_path, objective=objective, beta=4.0, steps=10, architecture="mlp"))

@@ -204,6 +204,8 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
         keys += ["beta", "capacity_max", "capacity_steps", "capacity_gamma"] if cfg.capacity_max > 0 else ["beta"]
     elif cfg.objective == "beta_tcvae":
         keys += ["alpha", "beta", "gamma", "estimator"]
+    if cfg.lr_decay_steps > 0:
+        keys.append("lr_decay_steps")
     if cfg.beta_anneal_steps > 0:
         keys.append("beta_anneal_steps")
     if cfg.tc_memory > 0:

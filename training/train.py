@@ -64,6 +64,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 64
     lr: float = 5e-4
+    lr_decay_steps: int = 0  # when > 0, the last this-many steps anneal lr to zero along a half cosine
     steps: int = 10_000
     seed: int = 0
     time_limit_min: float = 0.0  # when > 0, stop (with a checkpoint) after this many minutes; resume later
@@ -102,6 +103,8 @@ class TrainConfig:
             raise ValueError("batch_size, steps and latent_dim must be positive")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if not 0 <= self.lr_decay_steps <= self.steps:
+            raise ValueError(f"lr_decay_steps must be in [0, steps={self.steps}], got {self.lr_decay_steps}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.objective_config(dataset_size=1_000_000)  # validates objective, likelihood and estimator
@@ -141,6 +144,18 @@ def make_optimizer(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Ada
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Constant lr, then a half cosine to zero over the last ``lr_decay_steps`` steps (Loshchilov & Hutter 2017).
+
+    The decay sits at the end rather than spanning the run so that a run can be extended and annealed
+    afterwards: the config with more steps and a decay draws the same steps as before up to the decay.
+    """
+    start = cfg.steps - cfg.lr_decay_steps
+    if step < start:
+        return cfg.lr
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - start) / cfg.lr_decay_steps))
 
 
 def batch_indices(dataset_size: int, batch_size: int, seed: int, rank: int, step: int) -> np.ndarray:
@@ -349,6 +364,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step, memory)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        lr = learning_rate(cfg, step)
+        for group in opt.param_groups:
+            group["lr"] = lr
         opt.step()
         if memory is not None:
             memory.push(mu, logvar)
@@ -373,7 +391,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             rate = window_images / max(time.perf_counter() - window_start, 1e-9)
             sums, window_start, window_images = {}, time.perf_counter(), 0
             if log_file is not None:
-                record = {**asdict(progress), "images_per_s": round(rate, 1), **means}
+                record = {**asdict(progress), "images_per_s": round(rate, 1), "lr": lr, **means}
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
             shown = {k: f"{v:.4g}" for k, v in means.items() if k != "capacity"}
@@ -408,5 +426,5 @@ def final_terms(run_dir: Path, last: int = 5) -> dict[str, float]:
     if not path.exists():
         return {}
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][-last:]
-    keys = {k for r in records for k in r} - {"step", "images_seen", "wall_time_s", "images_per_s"}
+    keys = {k for r in records for k in r} - {"step", "images_seen", "wall_time_s", "images_per_s", "lr"}
     return {k: sum(r[k] for r in records if k in r) / len(records) for k in sorted(keys)}
