@@ -93,6 +93,14 @@ def training_curves(log: Path, path: Path) -> bool:
     return True
 
 
+def _stopped_early(manifest: Manifest) -> list[str]:
+    """A run cut by its time limit reports the configured ``steps``; say that it stopped short of them."""
+    planned = manifest.hyperparameters.get("steps")
+    if isinstance(planned, int) and manifest.training.steps < planned:
+        return [f"(`steps` is the configured budget; the run was stopped at {manifest.training.steps:,}.)"]
+    return []
+
+
 def _metric_rows(metrics: dict[str, float | int | str]) -> list[str]:
     shown = [
         ("MIG", "mig"), ("FactorVAE score", "factor_vae"), ("beta-VAE score", "beta_vae"),
@@ -137,6 +145,7 @@ def write_card(
         f"on {t.device} ({t.precision}). Code {manifest.code_version}.",
         "",
         "Hyperparameters: " + ", ".join(f"`{k}={v}`" for k, v in manifest.hyperparameters.items()),
+        *_stopped_early(manifest),
         "",
         f"Evaluated with `disentangle-train eval` ({metrics.get('eval_settings', '?')} settings; "
         f"MIG: {metrics.get('mig.definition', 'n/a')}).",
