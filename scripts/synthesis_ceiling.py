@@ -16,7 +16,7 @@ import numpy as np
 
 from training.data import get_dataset
 from training.data.base import FactorDataset
-from training.evaluate.artifact_eval import SYNTHESIS_SAMPLES, _agreement, _is_binary, synthesis_quality
+from training.evaluate.artifact_eval import SYNTHESIS_SAMPLES, agreement, is_binary, synthesis_quality
 from training.evaluate.onnx_model import OnnxModel
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     if calibration is None or not isinstance(dataset, FactorDataset):
         raise SystemExit(f"{args.artifact}: needs a calibration and a dataset with factors")
     truth = dataset.render(dataset.sample_factors(SYNTHESIS_SAMPLES, np.random.default_rng(args.seed)))
-    ceiling = _agreement(model.decode(model.mean(truth)), truth, _is_binary(truth)).mean()
+    ceiling = agreement(model.decode(model.mean(truth)), truth, is_binary(truth)).mean()
     print(f"reconstruction of the render: {ceiling:.3f}")
     for label, used in (
         ("shipped calibration", calibration),

@@ -130,10 +130,9 @@ def calibrate_groups(
     Each combination of the group's values is rendered with the same ``draws`` draws of the other factors, and
     its offset is the mean code minus the mean over all combinations. Common draws matter: with fresh draws
     per combination, the other factors' spread (a position dim's, say) lands in every offset as noise of
-    std/sqrt(draws), larger than the small shifts a group causes on those dims (measured once with throwaway code
-    while choosing this design: IoU 0.46 instead of 0.84 on
-    the default model); with common draws that noise is the same for every combination and cancels. A group
-    with more than ``max_cells`` combinations is left to the additive rule.
+    std/sqrt(draws), larger than the small shifts a group causes on those dims (it about halved the default
+    model's synthesis IoU when this design was chosen); with common draws that noise is the same for every
+    combination and cancels. A group with more than ``max_cells`` combinations is left to the additive rule.
     """
     if list(source.names) != [f.name for f in calibration.factors]:
         raise ValueError(f"source factors {list(source.names)} must match the calibration's, in order")

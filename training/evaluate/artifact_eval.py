@@ -51,11 +51,11 @@ def reconstruction_per_image(images: np.ndarray, decoded: np.ndarray, likelihood
     return float(per_pixel.reshape(len(images), -1).sum(1).mean())
 
 
-def _is_binary(images: np.ndarray) -> bool:
+def is_binary(images: np.ndarray) -> bool:
     return bool(np.isin(images, (0.0, 1.0)).all())
 
 
-def _agreement(decoded: np.ndarray, truth: np.ndarray, binary: bool) -> np.ndarray:
+def agreement(decoded: np.ndarray, truth: np.ndarray, binary: bool) -> np.ndarray:
     """Per image: IoU of the thresholded images for binary data, else the Pearson correlation of pixels."""
     a = decoded.reshape(len(decoded), -1)
     b = truth.reshape(len(truth), -1)
@@ -79,8 +79,8 @@ def synthesis_quality(
     latents = np.stack([latent_for(calibration, request) for request in requests])  # (n, d)
     decoded = model.decode(latents)
     truth = dataset.render(classes)
-    binary = _is_binary(truth)
-    out = {("synthesis_iou" if binary else "synthesis_corr"): float(_agreement(decoded, truth, binary).mean())}
+    binary = is_binary(truth)
+    out = {("synthesis_iou" if binary else "synthesis_corr"): float(agreement(decoded, truth, binary).mean())}
     mu = model.mean(decoded)  # (n, d)
     for j, factor in enumerate(calibration.factors):
         candidates = np.stack(
