@@ -152,7 +152,7 @@ class Calibration(_Strict):
 class Manifest(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    objective: Literal["ae", "vae", "beta_vae", "beta_tcvae"]
+    objective: Literal["ae", "vae", "beta_vae", "beta_tcvae", "infogan"]
     architecture: Literal["conv", "mlp"]
     likelihood: Literal["bernoulli", "gaussian"]
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from service.artifact import MANIFEST_NAME
+from training.infogan import InfoGANConfig
 from training.presets import PRESETS
 from training.train import TrainConfig
+
+CONFIG_CLASSES = (TrainConfig, InfoGANConfig)  # every field of either is a flag; `objective` picks the class
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -42,16 +45,23 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _config_fields() -> dict[str, tuple[Any, Any]]:
+    """name -> (type, default) over the config classes; a name both share keeps TrainConfig's default."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for cls in CONFIG_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            found.setdefault(f.name, (hints[f.name], f.default if f.default is not MISSING else None))
+    return found
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        if f.name == "dataset_params":
+    for name, (kind, default) in _config_fields().items():
+        if name == "dataset_params":
             continue
-        kind = hints[f.name]
-        default = f.default if f.default is not MISSING else None
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
+            f"--{name.replace('_', '-')}",
+            dest=name,
             type=_parse_bool if kind is bool else kind if kind in (int, float, str) else str,
             default=argparse.SUPPRESS,
             help=f"(default: {default})",
@@ -62,17 +72,24 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
+def build_config(args: argparse.Namespace) -> TrainConfig | InfoGANConfig:
     values: dict[str, Any] = {}
     if args.preset:
         values.update(PRESETS[args.preset])
     if args.config:
         with Path(args.config).open("rb") as f:
             values.update(tomllib.load(f))
-    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(TrainConfig)}}
+    flags = {k: v for k, v in vars(args).items() if k in _config_fields()}
     if "dataset_params" in flags:
         flags["dataset_params"] = {**values.get("dataset_params", {}), **dict(flags["dataset_params"])}
     values.update(flags)
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig | InfoGANConfig:
+    """The config class is the objective's: InfoGAN has its own players and optimisers."""
+    if values.get("objective") == "infogan":
+        return InfoGANConfig.from_dict(values)
     return TrainConfig.from_dict(values)
 
 
@@ -143,9 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "fit":
-            from training.train import train
+            config = build_config(args)
+            if isinstance(config, InfoGANConfig):
+                from training.infogan import train_infogan
 
-            train(build_config(args), resume=args.resume)
+                train_infogan(config, resume=args.resume)
+            else:
+                from training.train import train
+
+                train(config, resume=args.resume)
         elif args.command == "export":
             from training.export import export_run
 
