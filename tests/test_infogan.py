@@ -95,18 +95,19 @@ def test_infogan_artifact_is_g_as_decoder_and_q_as_encoder_with_parity(infogan_a
     for role, file in manifest.files.items():
         assert sha256_of(infogan_artifact / file.path) == file.sha256, role
     assert manifest.training.steps == 30 and manifest.training.images_seen == 30 * 16
-    assert [s.active for s in manifest.latent_stats] == [True] * 12 + [False] * 4, "noise is not a code"
+    assert manifest.layout.continuous == 2 and manifest.layout.noise == 4
+    assert [(p.name, p.classes) for p in manifest.layout.categorical] == [("cat0", 10)]
+    assert len(manifest.latent_stats) == 2 and all(s.active and s.kl == 0 for s in manifest.latent_stats)
 
     encoder = ort.InferenceSession(str(infogan_artifact / "encoder.onnx"), providers=["CPUExecutionProvider"])
     decoder = ort.InferenceSession(str(infogan_artifact / "decoder.onnx"), providers=["CPUExecutionProvider"])
     z = LAYOUT.sample(5, torch.Generator().manual_seed(1))[0].numpy()
     (images,) = decoder.run(["image"], {"z": z})
     assert images.shape == (5, 1, 64, 64) and 0 <= images.min() and images.max() <= 1
-    mu, logvar = encoder.run(["mu", "logvar"], {"image": images})
-    assert mu.shape == logvar.shape == (5, 16)
-    probs = mu[:, 2:12]
-    assert (probs >= 0).all() and np.allclose(probs.sum(1), 1, atol=1e-5), "class probabilities"
-    assert np.isfinite(logvar[:, :2]).all() and (logvar[:, 2:] == 0).all() and (mu[:, 12:] == 0).all()
+    mu, logvar, probabilities = encoder.run(["mu", "logvar", "probabilities"], {"image": images})
+    assert mu.shape == logvar.shape == (5, 2) and np.isfinite(logvar).all()
+    assert probabilities.shape == (5, 10)
+    assert (probabilities >= 0).all() and np.allclose(probabilities.sum(1), 1, atol=1e-5)
 
 
 def test_a_real_server_decodes_a_one_hot_class_with_the_infogan(infogan_artifact: Path) -> None:

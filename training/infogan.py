@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.card import tile
 from training.data import get_dataset
 from training.data.base import ImageDataset
 from training.gan import CodeLayout, InfoGAN
@@ -190,8 +191,6 @@ def sample_layouts(layout: CodeLayout, columns: int = SAMPLE_COLUMNS, seed: int 
 @torch.no_grad()
 def save_samples(model: InfoGAN, path: Path, columns: int = SAMPLE_COLUMNS) -> None:
     """The generator in eval mode (batch norm's running statistics), as the exported decoder will draw."""
-    from training.card import tile
-
     was_training = model.training
     model.eval()
     z = sample_layouts(model.layout, columns).to(next(model.parameters()).device)
@@ -318,10 +317,10 @@ def train_infogan(cfg: InfoGANConfig, resume: bool = False) -> Path:
             log_file.flush()
             bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, img_s=f"{rate:.0f}")
         bar.update(1)
-        if cfg.sample_every and (done % cfg.sample_every == 0 or last):
-            save_samples(model, run_dir / SAMPLES_DIR / f"step_{done:07d}.png")
         if done % cfg.checkpoint_every == 0 or last:
             checkpoint()
+        if cfg.sample_every and (done % cfg.sample_every == 0 or last):
+            save_samples(model, run_dir / SAMPLES_DIR / f"step_{done:07d}.png")
         if out_of_time:
             break
 

@@ -3,8 +3,9 @@
     disentangle-train export runs/zoo/digits_infogan --out models/digits_infogan
 
 decoder.onnx maps the layout vector (continuous codes, each categorical code one-hot, noise) to an image.
-encoder.onnx is Q (Chen et al. 2016): an image -> its continuous codes' Gaussian mean and log variance, and
-each categorical code's class probabilities. The parity check and the swap-in are the VAE export's.
+encoder.onnx is Q (Chen et al. 2016): an image -> ``mu`` and ``logvar`` (B, c) of Q's factored Gaussian over the
+continuous codes, and ``probabilities`` (B, k) over each categorical code's classes; Q does not read the noise.
+The parity check and the swap-in are the VAE export's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torch import nn
 from service.artifact import (
     DECODER_FILE,
     ENCODER_FILE,
+    CategoricalPart,
+    LatentLayout,
     LatentStat,
     Manifest,
     OnnxFile,
@@ -46,29 +49,25 @@ from training.gan import InfoGAN, fold_spectral_norm
 from training.infogan import InfoGANConfig, build_infogan
 from training.train import LOG, final_terms
 
-ENCODER_OUTPUTS = ["mu", "logvar"]
+ENCODER_OUTPUTS = ["mu", "logvar", "probabilities"]
 
 
 class _QEncoder(nn.Module):
-    """image (B, C, H, W) -> mu (B, d), logvar (B, d) over the layout: Q's mean and log variance on the
-    continuous codes, class probabilities on each one-hot part (logvar 0), 0 on the noise, which Q does not
-    read."""
+    """image (B, C, H, W) -> Q's mean (B, c) and log variance (B, c) of the continuous codes, and the class
+    probabilities (B, k) of the categorical codes, one part after another."""
 
     def __init__(self, model: InfoGAN) -> None:
         super().__init__()
         self.model = model
         # The exporter puts the wrapper back in its own mode afterwards, children included: a wrapper left in
-        # training mode would switch G's batch norm back to batch statistics.
+        # training mode would switch the networks' batch norm back to batch statistics.
         self.eval()
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         discriminator = self.model.discriminator
         logits, mean, logvar = discriminator.split_q(discriminator.q(image))
-        probs = [torch.softmax(part, dim=1) for part in logits]
-        noise = torch.zeros(image.shape[0], self.model.layout.noise, dtype=mean.dtype)
-        mu = torch.cat([mean, *probs, noise], dim=1)
-        zeros = torch.zeros(image.shape[0], self.model.layout.categorical_dim + self.model.layout.noise)
-        return mu, torch.cat([logvar, zeros], dim=1)
+        probabilities = torch.cat([torch.softmax(part, dim=1) for part in logits], dim=1)
+        return mean, logvar, probabilities
 
 
 class _GDecoder(nn.Module):
@@ -98,15 +97,20 @@ def check_parity(model: InfoGAN, folder: Path, images: np.ndarray, z: np.ndarray
     return max(*diffs, float(np.abs(ort_image - image).max()))
 
 
+def layout_of(model: InfoGAN) -> LatentLayout:
+    layout = model.layout
+    parts = [CategoricalPart(name=f"cat{i}", classes=k) for i, k in enumerate(layout.categorical)]
+    return LatentLayout(continuous=layout.continuous, categorical=parts, noise=layout.noise)
+
+
 @torch.no_grad()
 def latent_stats(model: InfoGAN, images: np.ndarray) -> list[LatentStat]:
-    """Spread of the encoder's output over real images, per layout dim. A GAN has no posterior KL: ``kl`` is 0
-    and a dim is ``active`` when it is a code (continuous or categorical), not noise, which Q does not read."""
-    mu, _ = _QEncoder(model)(torch.from_numpy(images))  # (N, d)
-    codes = model.layout.continuous + model.layout.categorical_dim
+    """Spread of Q's mean over real images, per continuous code. A GAN has no posterior to hold a KL against
+    the prior: ``kl`` is 0, and every code is ``active``, since G was trained to make Q read it back."""
+    mean, _, _ = _QEncoder(model)(torch.from_numpy(images))  # (N, c)
     return [
-        LatentStat(index=j, mean=float(mu[:, j].mean()), std=float(mu[:, j].std()), kl=0.0, active=j < codes)
-        for j in range(mu.shape[1])
+        LatentStat(index=j, mean=float(mean[:, j].mean()), std=float(mean[:, j].std()), kl=0.0, active=True)
+        for j in range(mean.shape[1])
     ]
 
 
@@ -153,6 +157,7 @@ def export_infogan(
             hyperparameters=hyperparameters(cfg),
             dataset=dataset.info(),
             latent_dim=model.layout.size,
+            layout=layout_of(model),
             image_shape=dataset.image_shape,
             latent_stats=latent_stats(model, images),
             training=training,
