@@ -38,7 +38,7 @@ from training.objectives import ObjectiveConfig, PosteriorMemory, compute_loss, 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 MAX_LABEL_FRACTION = 0.01  # Locatello et al. 2020 use 0.01% to 1% of labels; we allow at most 1%
-LABEL_BATCH = 32  # labelled images joined to every batch when few-label supervision is on
+LABEL_BATCH = 16  # labelled images encoded at every step when few-label supervision is on
 
 
 @dataclass
@@ -444,20 +444,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model.train()
     for step in range(progress.step, cfg.steps):
         x = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
-        inputs, label_classes = x, None
-        if labelled is not None:
-            # The labelled images ride along in the same forward pass (one pass keeps DDP's gradient sync simple);
-            # only their categorical logits are used.
-            x_labelled, label_classes = labelled.batch(cfg.seed, ddp.rank, step)
-            inputs = torch.cat([x, x_labelled.to(device)])  # (B + L, C, H, W)
         with autocast:
-            mu, logvar, category_logits, z, logits = net(inputs)
-        b = x.shape[0]
-        loss, terms = compute_loss(
-            objective, x, mu[:b], logvar[:b], z[:b], logits[:b], step, memory, category_logits[:b]
-        )
-        if labelled is not None and label_classes is not None:
-            supervised = label_cross_entropy(category_logits[b:, labelled.part], label_classes.to(device))
+            mu, logvar, category_logits, z, logits = net(x)
+        loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step, memory, category_logits)
+        if labelled is not None:
+            # The labelled images go through the encoder only: the supervised term reads their categorical logits.
+            # (Under DDP the encoder's gradients from both passes are summed before its hooks fire, so they sync.)
+            x_labelled, label_classes = labelled.batch(cfg.seed, ddp.rank, step)
+            with autocast:
+                labelled_logits = model.encode_all(x_labelled.to(device))[2][:, labelled.part]  # (L, K)
+            supervised = label_cross_entropy(labelled_logits, label_classes.to(device))
             loss = loss + cfg.label_weight * supervised
             terms.update(label_ce=supervised.detach(), loss=loss.detach())
         opt.zero_grad(set_to_none=True)
@@ -467,7 +463,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             group["lr"] = lr
         opt.step()
         if memory is not None:
-            memory.push(mu[:b], logvar[:b])
+            memory.push(mu, logvar)
 
         for key, value in terms.items():
             sums[key] = sums.get(key, 0) + value
