@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from service.errors import Rejected
+from service.errors import Rejected, invalid
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -41,7 +41,10 @@ async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ..
     if kind not in READ_AS_JSON:
         expected = " or ".join((JSON, *also))
         raise Rejected(415, "Content-Type", expected, repr(kind))
-    return schema.model_validate_json(await request.body())
+    try:
+        return schema.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise invalid(error) from None
 
 
 def json_bytes(payload: dict[str, Any]) -> bytes:
