@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
 from service.errors import install_error_handlers
 from service.metrics import Metrics
@@ -84,4 +85,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "X-Shape", "X-Latent", "X-Traverse-Dims", "X-Traverse-Ranges"],
         )
     app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     return app

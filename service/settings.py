@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(default=1, ge=0)
     providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CPUExecutionProvider"])
 
+    header_timeout_s: float = Field(
+        default=5.0, gt=0, description="a connection's request headers must be complete this long after it starts"
+    )
+    body_timeout_s: float = Field(
+        default=5.0, gt=0, description="longest silence inside a request body before a 408 and a closed connection"
+    )
+    shutdown_timeout_s: float = Field(
+        default=5.0, ge=0, description="on SIGTERM, how long requests in flight may still run before they are cut"
+    )
+
     api_key: SecretStr | None = Field(default=None, description="when set, every endpoint but health needs it")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
