@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from service.admission import Admission
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
 from service.errors import install_error_handlers
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Shape", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Shape", "X-Latent", "X-Traverse-Dims", "X-Traverse-Ranges"],
         )
+    app.add_middleware(Admission, limit=settings.admission_limit, backlog=settings.admission_backlog)
     app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     return app

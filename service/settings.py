@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "0 batches only what queued during the last run",
     )
     queue_depth: int = Field(default=256, ge=1, description="requests waiting or running per model and network")
+    admission_limit: int = Field(
+        default=256, ge=1, description="inference requests parsed and in progress at once; later ones wait unread"
+    )
+    admission_backlog: int = Field(
+        default=1024, ge=0, description="inference requests waiting for admission; past it a 429 before the body"
+    )
     failures_until_unready: int = Field(
         default=3, ge=1, description="failed runs in a row after which a network makes /readyz answer 503"
     )

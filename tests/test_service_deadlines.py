@@ -109,10 +109,13 @@ def test_a_slow_upload_that_keeps_sending_is_not_cut(model_dir: Path) -> None:
 
 
 def test_sigterm_exits_0_even_with_stalled_clients(model_dir: Path) -> None:
-    with server(model_dir, header_timeout_s=TIMEOUT_S, body_timeout_s=TIMEOUT_S, shutdown_timeout_s=2) as (
-        url,
-        process,
-    ), ExitStack() as stack:
+    with (
+        server(model_dir, header_timeout_s=TIMEOUT_S, body_timeout_s=TIMEOUT_S, shutdown_timeout_s=2) as (
+            url,
+            process,
+        ),
+        ExitStack() as stack,
+    ):
         for _ in range(20):
             stack.enter_context(mid_headers(url))
             stack.enter_context(mid_body(url))
