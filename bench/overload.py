@@ -3,9 +3,10 @@
     python bench/overload.py --model-dir models                  # needs wrk: apt-get install -y wrk
     python bench/overload.py --code-root OTHER_CHECKOUT          # the same against another version
 
-Starts `disentangle-serve` on loopback (default settings: QUEUE_DEPTH 256) and drives single-latent
-`POST /decode` (JSON in, `Accept: image/png`) with wrk at 256 connections (the peak: as many as the queue
-holds) and at 512 (twice that), each for --seconds, --repeats times, alternating. "served" counts 2xx
+Starts `disentangle-serve` on loopback (QUEUE_DEPTH and ADMISSION_LIMIT 256, the defaults) and drives
+single-latent `POST /decode` (JSON in, `Accept: image/png`) with wrk at 256 connections (the peak: as many
+as the queue holds) and at 512 (twice that), each for --seconds, --repeats times, alternating. On a machine
+too slow to fill a queue of 256, scale both down: `--queue-depth 16 --connections 16 32`. "served" counts 2xx
 answers only. Printed: each run, then the median (and range) per connection count and the ratio of the
 medians 512 / 256. The goal of issue 14: served throughput at 512 at least 80% of that at 256.
 """
@@ -69,6 +70,9 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=REPO / "models")
     parser.add_argument("--code-root", type=Path, default=REPO, help="checkout whose service/ is run")
     parser.add_argument("--connections", type=int, nargs=2, default=[256, 512], metavar=("PEAK", "OVER"))
+    parser.add_argument(
+        "--queue-depth", type=int, default=256, help="QUEUE_DEPTH and ADMISSION_LIMIT of the server (defaults: 256)"
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -76,6 +80,7 @@ def main() -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISENTANGLE_")}
     env |= {"DISENTANGLE_LOG_LEVEL": "warning", "PYTHONPATH": str(args.code_root.resolve())}
+    env |= {"DISENTANGLE_QUEUE_DEPTH": str(args.queue_depth), "DISENTANGLE_ADMISSION_LIMIT": str(args.queue_depth)}
     command = [sys.executable, "-m", "service.cli", "--model-dir", str(args.model_dir.resolve()), "--port", str(port)]
     server = subprocess.Popen(command, cwd=args.code_root, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
