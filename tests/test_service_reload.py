@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 from service_harness import copy_artifact, serve
 
 KEY = "reload-key-0123"
@@ -26,7 +27,9 @@ GOOD = {"latents": [[0.0] * 10]}
 @pytest.fixture
 def models(smoke_artifact: Path, tmp_path: Path) -> Path:
     root = tmp_path / "models"
-    copy_artifact(smoke_artifact, root, "smoke")
+    folder = copy_artifact(smoke_artifact, root, "smoke")
+    (folder / "card").mkdir()
+    Image.new("L", (8, 8)).save(folder / "card" / "traversal.png")
     return root
 
 
@@ -122,7 +125,11 @@ def test_a_failed_reload_keeps_the_old_model_and_says_why(url: str, models: Path
 
 
 def test_a_deleted_model_folder_is_reported_and_still_served(url: str, models: Path) -> None:
+    picture = f"{url}/models/smoke/card/traversal.png"
+    assert httpx.get(picture).status_code == 200
     shutil.rmtree(models / "smoke")
+    gone = httpx.get(picture)
+    assert gone.status_code == 404 and gone.json()["field"] == "file", gone.text
     ready = httpx.get(f"{url}/readyz")
     assert ready.status_code == 503 and "the folder smoke vanished" in ready.json()["detail"]
     assert httpx.post(f"{url}/decode", json=GOOD).status_code == 200
