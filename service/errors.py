@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
+from service.logs import request_id
+
 SHOWN_CHARS = 60
 
 
@@ -67,12 +69,15 @@ class Rejected(Exception):
         self.headers = headers
 
     def body(self) -> dict[str, Any]:
-        return {
+        body = {
             "detail": self.message,
             "field": self.field,
             "expected": self.expected,
             "received": self.received,
         }
+        if self.status >= 500:  # the id under which the service's log tells the rest
+            body["request_id"] = request_id.get()
+        return body
 
 
 # Pydantic names the member of a union that a value failed as one more step of its location, e.g.

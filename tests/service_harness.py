@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,7 +101,10 @@ def copy_artifact(source: Path, root: Path, name: str, edit: Callable[[dict[str,
     target = root / name
     target.mkdir(parents=True)
     for file in source.iterdir():
-        (target / file.name).write_bytes(file.read_bytes())
+        if file.is_dir():  # card/
+            shutil.copytree(file, target / file.name)
+        else:
+            (target / file.name).write_bytes(file.read_bytes())
     manifest = json.loads((target / "manifest.json").read_text())
     manifest["name"] = name
     if edit is not None:

@@ -15,10 +15,11 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.get("", summary="Every loaded model, the default, and the artifacts that failed to load")
 async def list_models(registry: RegistryDep) -> ModelList:
+    registry.check_files()
     return ModelList(
         default=registry.default,
         models=[ModelInfo.of(m.manifest, m.card) for m in registry.models.values()],
-        broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.broken],
+        broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.all_broken()],
     )
 
 
