@@ -166,30 +166,48 @@ def batch_indices(dataset_size: int, batch_size: int, seed: int, rank: int, step
 def rendered_batches(
     dataset: ImageDataset, batch_size: int, seed: int, rank: int, start_step: int, pin: bool
 ) -> Generator[torch.Tensor, None, None]:
-    """Yield (B, C, H, W) batches rendered on the CPU, a few batches ahead on a thread."""
-    ready: queue.Queue[torch.Tensor] = queue.Queue(maxsize=4)
+    """Yield (B, C, H, W) batches rendered on the CPU, a few batches ahead on a thread.
+
+    An exception in the thread is handed over through the queue and raised here, in the training loop, with
+    the thread's traceback: otherwise the loop would wait for a batch that never comes.
+    """
+    ready: queue.Queue[torch.Tensor | BaseException] = queue.Queue(maxsize=4)
     stop = threading.Event()
+
+    def hand_over(item: torch.Tensor | BaseException) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def produce() -> None:
         step = start_step
-        while not stop.is_set():
-            indices = batch_indices(len(dataset), batch_size, seed, rank, step)
-            batch = torch.from_numpy(dataset.images(indices))
-            if pin:
-                batch = batch.pin_memory()
+        try:
             while not stop.is_set():
-                try:
-                    ready.put(batch, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            step += 1
+                indices = batch_indices(len(dataset), batch_size, seed, rank, step)
+                batch = torch.from_numpy(dataset.images(indices))
+                if pin:
+                    batch = batch.pin_memory()
+                hand_over(batch)
+                step += 1
+        except Exception as error:  # raised again in the consumer, with this traceback
+            hand_over(error)
 
     worker = threading.Thread(target=produce, name="batch-renderer", daemon=True)
     worker.start()
     try:
         while True:
-            yield ready.get()
+            try:
+                item = ready.get(timeout=1.0)
+            except queue.Empty:
+                if worker.is_alive() or not ready.empty():
+                    continue
+                raise RuntimeError("the batch-rendering thread ended without a batch or an error") from None
+            if isinstance(item, BaseException):
+                raise RuntimeError(f"rendering a batch failed: {item!r}") from item
+            yield item
     finally:
         # Joined, not left to die with the interpreter: a daemon thread caught inside torch's C++ code at exit
         # is unwound through noexcept frames and aborts the process ("terminate called without an active
