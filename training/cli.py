@@ -10,6 +10,7 @@ Settings are layered: the dataclass defaults, then --preset, then --config (TOML
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 import typing
@@ -19,7 +20,7 @@ from typing import Any
 
 from service.artifact import MANIFEST_NAME
 from training.presets import PRESETS
-from training.train import TrainConfig
+from training.train import PRECISIONS, TrainConfig
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -42,8 +43,26 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The valid values of the config's name-valued fields, from the registries that define them, so that a new
+    objective or dataset shows up in --help and is accepted as a flag without editing this file."""
+    from training.data import DATASETS
+    from training.models import Architecture
+    from training.objectives import OBJECTIVES, Estimator, Likelihood
+
+    return {
+        "dataset": DATASETS,
+        "architecture": typing.get_args(Architecture),
+        "objective": OBJECTIVES,
+        "likelihood": typing.get_args(Likelihood),
+        "estimator": typing.get_args(Estimator),
+        "precision": PRECISIONS,
+    }
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
+    choices = _choices()
     for f in fields(TrainConfig):
         if f.name == "dataset_params":
             continue
@@ -53,6 +72,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
             type=_parse_bool if kind is bool else kind if kind in (int, float, str) else str,
+            choices=choices.get(f.name),
             default=argparse.SUPPRESS,
             help=f"(default: {default})",
         )
@@ -145,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit":
             from training.train import train
 
-            train(build_config(args), resume=args.resume)
+            config = build_config(args)
+            run_dir = train(config, resume=args.resume)
+            if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
+                print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
         elif args.command == "export":
             from training.export import export_run
 

@@ -37,6 +37,7 @@ from training.objectives import ObjectiveConfig, PosteriorMemory, compute_loss
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -99,13 +100,22 @@ class TrainConfig:
         )
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.steps < 1 or self.latent_dim < 1:
-            raise ValueError("batch_size, steps and latent_dim must be positive")
+        for name in ("batch_size", "steps", "latent_dim", "capacity_steps", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        # A negative weight rewards the very term it should penalise (e.g. beta < 0 pays for a large KL).
+        for name in ("beta", "alpha", "gamma", "capacity_max", "capacity_gamma", "time_limit_min"):
+            value = getattr(self, name)
+            if not value >= 0 or math.isinf(value):  # also NaN
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("warmup_steps", "beta_anneal_steps", "tc_memory"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
         if not 0 <= self.lr_decay_steps <= self.steps:
             raise ValueError(f"lr_decay_steps must be in [0, steps={self.steps}], got {self.lr_decay_steps}")
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.objective_config(dataset_size=1_000_000)  # validates objective, likelihood and estimator
 
@@ -326,10 +336,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     device = resolve_device(cfg.device, ddp.local_rank)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
     run_dir = cfg.run_dir
-    if ddp.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
+    # Everything that can reject the config runs before the run folder is touched: a failed start leaves a
+    # previous run's config.json, log and checkpoint as they were.
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     objective = cfg.objective_config(len(dataset))
     if cfg.batch_size + cfg.tc_memory > len(dataset):
@@ -357,6 +366,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             torch.set_rng_state(state["torch_rng"])
     elif resume:
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    if ddp.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     net: nn.Module = model
     if ddp.world_size > 1:
