@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from pathlib import Path
@@ -133,3 +134,12 @@ def test_fit_with_export_dir_says_where_the_artifact_went(tmp_path: Path, capsys
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"exported tiny to {artifact} (run folder: {tmp_path / 'runs' / 'tiny'})"
     assert (artifact / "manifest.json").is_file()
+
+
+def test_resume_if_present_starts_a_new_run_and_continues_an_interrupted_one(tmp_path: Path) -> None:
+    """What a retried Kubernetes Job runs: the same command before and after a failure."""
+    run = ["fit", "--name", "job", "--out-dir", str(tmp_path), "--resume-if-present", *TINY]
+    assert main(run) == 0
+    assert main([*run, "--steps", "10"]) == 0
+    steps = [json.loads(line)["step"] for line in (tmp_path / "job" / "log.jsonl").open()]
+    assert steps == [5, 10], "the second start did not continue from the first one's checkpoint"
