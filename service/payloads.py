@@ -36,12 +36,17 @@ def accepts(request: Request, media: str) -> bool:
     return media in request.headers.get("accept", "")
 
 
-async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+async def json_body(request: Request, also: tuple[str, ...] = ()) -> bytes:
+    """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415."""
     kind = content_type(request)
     if kind not in READ_AS_JSON:
         expected = " or ".join((JSON, *also))
         raise Rejected(415, "Content-Type", expected, repr(kind))
-    return schema.model_validate_json(await request.body())
+    return await request.body()
+
+
+async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+    return schema.model_validate_json(await json_body(request, also))
 
 
 def json_bytes(payload: dict[str, Any]) -> bytes:

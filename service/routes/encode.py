@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from typing import Any
 
@@ -10,10 +11,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from service import arraytext
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import Rejected
 from service.imaging import ImageReader
-from service.payloads import MULTIPART, Reply, content_type, documented_body, json_bytes, parse_json
+from service.payloads import MULTIPART, Reply, content_type, documented_body, json_body, json_bytes
 from service.runtime import Outputs
 from service.schemas import EncodeOptions, EncodeRequest, EncodeResponse
 from service.settings import Settings
@@ -23,6 +25,10 @@ router = APIRouter(tags=["encode"])
 
 # Decoding a few small PNGs costs less than a hop to a thread and back; bigger payloads leave the loop.
 INLINE_BYTES = 64 * 1024
+# Bodies above this (or of unknown length) are read and decoded only in one of the `upload_slots`, so that
+# memory is bounded by the slots and not by how many clients upload at once.
+LARGE_BODY_BYTES = 1 << 20
+ARRAY_EXPECTED = "a nested array of numbers (C, H, W) or (H, W) in [0, 1]"
 
 MULTIPART_BODY = {
     MULTIPART: {
@@ -53,6 +59,29 @@ async def _multipart(request: Request, settings: Settings) -> tuple[EncodeOption
     return EncodeOptions.model_validate(options), images
 
 
+def _parse_json(body: bytes, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
+    """The options and images of a JSON body, its number arrays read by ``arraytext`` (no Python floats)."""
+    try:
+        split = arraytext.split(body, "images")
+    except arraytext.NotArrayText:  # not an object with an images list: let the schema say what is wrong
+        parsed = EncodeRequest.model_validate_json(body)
+        return parsed, parsed.images
+    parsed = EncodeRequest.model_validate_json(split.rest)
+    side = settings.max_image_side
+    arrays = {
+        i: arraytext.numbers(text, f"images[{i}]", ARRAY_EXPECTED, 3 * side * side) for i, text in split.arrays.items()
+    }
+    return parsed, arraytext.merged(list(parsed.images), arrays)
+
+
+def _upload_slot(request: Request) -> AbstractAsyncContextManager[Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) <= LARGE_BODY_BYTES:
+        return nullcontext()
+    slots: AbstractAsyncContextManager[Any] = request.app.state.upload_slots
+    return slots
+
+
 def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
     mu, logvar = outputs
     z = None
@@ -69,19 +98,25 @@ def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Re
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
 async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    if content_type(request) == MULTIPART:
-        options, raw = await _multipart(request, settings)
-    else:
-        body = await parse_json(request, EncodeRequest, also=(MULTIPART,))
-        options, raw = body, body.images
-    chosen = registry.get(options.model)
-    request.state.model = chosen.name
-    check_count(len(raw), "images", settings)
-    if not raw:
-        raise Rejected(422, "images", "at least one image", "none")
-    reader = ImageReader(chosen.manifest.image_shape, settings.max_image_side, options.resize)
-    small = all(isinstance(v, str | bytes) for v in raw) and sum(len(v) for v in raw) <= INLINE_BYTES
-    images = reader.read_all(raw, "images") if small else await run_in_threadpool(reader.read_all, raw, "images")
+    async with _upload_slot(request):
+        if content_type(request) == MULTIPART:
+            options, raw = await _multipart(request, settings)
+        else:
+            body = await json_body(request, also=(MULTIPART,))
+            if len(body) <= INLINE_BYTES:
+                options, raw = _parse_json(body, settings)
+            else:
+                options, raw = await run_in_threadpool(_parse_json, body, settings)
+        chosen = registry.get(options.model)
+        request.state.model = chosen.name
+        check_count(len(raw), "images", settings)
+        if not raw:
+            raise Rejected(422, "images", "at least one image", "none")
+        reader = ImageReader(
+            chosen.manifest.image_shape, settings.max_image_side, options.resize, settings.max_request_pixels
+        )
+        small = all(isinstance(v, str | bytes) for v in raw) and sum(len(v) for v in raw) <= INLINE_BYTES
+        images = reader.read_all(raw, "images") if small else await run_in_threadpool(reader.read_all, raw, "images")
     finish = partial(_encoded, chosen.name, options.sample, options.seed)
     reply: Reply = await chosen.encoder.submit(images, finish)
     return reply.response()
