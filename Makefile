@@ -35,7 +35,7 @@ models-present:
 		echo "  or train one (README, Train) and serve it with 'make run MODELS=models-local'." >&2; \
 		exit 1; fi
 
-# The browser tests need Debian's Chromium; the container tests prepare podman themselves.
+# The browser tests need Debian's Chromium; the container tests use Docker, or podman (tests/test_container.py).
 test: $(VENV)/.installed
 	@if [ -x scripts/install-browser.sh ]; then scripts/install-browser.sh; fi
 	$(BIN)/python -m pytest -q
