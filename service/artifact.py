@@ -105,6 +105,11 @@ class LatentLayout(_Strict):
             start += part.classes
         return slices
 
+    def probability_slices(self) -> dict[str, slice]:
+        """Each categorical part's slice of the encoder's (B, k) ``probabilities`` output."""
+        c = self.continuous
+        return {name: slice(w.start - c, w.stop - c) for name, w in self.part_slices().items()}
+
     @property
     def noise_slice(self) -> slice:
         return slice(self.continuous + self.classes, self.size)

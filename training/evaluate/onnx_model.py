@@ -55,7 +55,7 @@ class OnnxModel:
         probable class (as the decoder saw near one-hot samples in training)."""
         mu, _, probabilities = self.encode_all(images)
         one_hot = np.zeros_like(probabilities)
-        for where in self.manifest.layout.part_slices().values():
+        for where in self.manifest.layout.probability_slices().values():
             part = probabilities[:, where]
             one_hot[np.arange(len(part)), where.start + part.argmax(1)] = 1.0
         return self.manifest.layout.flat(mu, one_hot)
