@@ -1,8 +1,8 @@
 """Command line of the training half: ``disentangle-train fit | export | zoo``.
 
-    disentangle-train fit --preset smoke --export-dir models/smoke
+    disentangle-train fit --preset smoke --export-dir models-local/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
-    disentangle-train export runs/smoke --out models/smoke
+    disentangle-train export runs/smoke --out models-local/smoke
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """

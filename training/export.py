@@ -1,6 +1,6 @@
 """Export a trained model to the artifact the service loads: encoder.onnx, decoder.onnx, manifest.json.
 
-    disentangle-train export runs/smoke --out models/smoke
+    disentangle-train export runs/smoke --out models-local/smoke
 
 The export runs both ONNX files in onnxruntime against torch on a real batch and refuses to write an
 artifact whose outputs differ by more than 1e-4. It writes into a temporary folder and swaps it in only
