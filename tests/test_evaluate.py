@@ -36,7 +36,7 @@ def test_eval_writes_metrics_calibration_and_a_complete_card(evaluated: Path, ca
     manifest = read_manifest(folder)
     metrics = manifest.metrics
     for key in ("mig", "factor_vae", "beta_vae", "dci.disentanglement", "sap", "recon_bce", "active_dims",
-                "tc_estimate", "synthesis_iou", "recovery.posX"):  # fmt: skip
+                "tc_estimate", "synthesis_iou", "recovery.posX", "judged.shape", "judged.posX"):  # fmt: skip
         assert key in metrics, key
     assert "disentanglement_lib" in str(metrics["mig.definition"])
     assert 0 <= float(metrics["mig"]) <= 1 and 0 <= float(metrics["synthesis_iou"]) <= 1

@@ -1,8 +1,9 @@
-"""Command line of the training half: ``disentangle-train fit | export | zoo``.
+"""Command line of the training half: ``disentangle-train fit | export | eval | judge | zoo``.
 
     disentangle-train fit --preset smoke --export-dir models/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
     disentangle-train export runs/smoke --out models/smoke
+    disentangle-train judge --dataset digits --out judges/digits
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from service.artifact import MANIFEST_NAME
+from training.judge.train import JudgeConfig
 from training.presets import PRESETS
 from training.train import TrainConfig
 
@@ -42,9 +44,9 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
+def _add_config_flags(parser: argparse.ArgumentParser, config: type = TrainConfig) -> None:
+    hints = typing.get_type_hints(config)
+    for f in fields(config):
         if f.name == "dataset_params":
             continue
         kind = hints[f.name]
@@ -56,6 +58,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             default=argparse.SUPPRESS,
             help=f"(default: {default})",
         )
+    if config is not TrainConfig:
+        return
     parser.add_argument(
         "--dataset-param", dest="dataset_params", action="append", type=_parse_param, default=argparse.SUPPRESS,
         metavar="KEY=VALUE", help="dataset option, e.g. --dataset-param root=/data/mnist (repeatable)",
@@ -76,6 +80,15 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def build_judge_config(args: argparse.Namespace) -> JudgeConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        with Path(args.config).open("rb") as f:
+            values.update(tomllib.load(f))
+    values.update({k: v for k, v in vars(args).items() if k in {f.name for f in fields(JudgeConfig)}})
+    return JudgeConfig.from_dict(values)
+
+
 def artifact_folders(paths: list[Path]) -> list[Path]:
     """Each path is an artifact (it holds manifest.json) or a folder of artifacts."""
     folders = []
@@ -90,7 +103,7 @@ def artifact_folders(paths: list[Path]) -> list[Path]:
     return folders
 
 
-def run_eval(paths: list[Path], quick: bool, table_only: bool) -> None:
+def run_eval(paths: list[Path], quick: bool, table_only: bool, judge_only: bool, judges: Path | None) -> None:
     from service.artifact import read_manifest, write_manifest
     from training.evaluate.table import markdown_table
 
@@ -99,13 +112,20 @@ def run_eval(paths: list[Path], quick: bool, table_only: bool) -> None:
         if table_only:
             manifests.append(read_manifest(folder))
             continue
-        from training.card import write_card
+        from training.card import write_card, write_card_text
         from training.data import get_dataset
-        from training.evaluate.artifact_eval import evaluate_artifact
+        from training.evaluate.artifact_eval import evaluate_artifact, judge_artifact
         from training.evaluate.onnx_model import OnnxModel
 
+        if judge_only:
+            print(f"judging {folder} ...", file=sys.stderr, flush=True)
+            manifest = judge_artifact(folder, judges)
+            write_manifest(folder, manifest)
+            write_card_text(folder, manifest)
+            manifests.append(manifest)
+            continue
         print(f"evaluating {folder} ...", file=sys.stderr, flush=True)
-        manifest, evaluation = evaluate_artifact(folder, quick=quick)
+        manifest, evaluation = evaluate_artifact(folder, quick=quick, judges=judges)
         write_manifest(folder, manifest)
         dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
         write_card(folder, OnnxModel(folder), manifest, dataset, evaluation)
@@ -132,6 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("paths", nargs="+", type=Path, help="artifact folders, or folders of artifacts")
     evaluate.add_argument("--quick", action="store_true", help="small sample counts (for tests; numbers indicative)")
     evaluate.add_argument("--table-only", action="store_true", help="print the table from the manifests as they are")
+    evaluate.add_argument(
+        "--judge-only", action="store_true",
+        help="only the factor judge's asked-for figures (judged.*); every other figure stays as it is",
+    )  # fmt: skip
+    evaluate.add_argument("--judges", type=Path, help="folder of factor judges by dataset (default: judges/)")
+
+    judge = commands.add_parser("judge", help="train a dataset's factor judge (see training/judge/train.py)")
+    judge.add_argument("--config", type=Path, help="a TOML file of JudgeConfig fields, e.g. configs/judge/digits.toml")
+    _add_config_flags(judge, JudgeConfig)
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
 
@@ -151,8 +180,16 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest = export_run(args.run_dir, args.out, name=args.name)
             print(f"wrote {args.out} ({manifest.name}, {manifest.latent_dim} latents)")
+        elif args.command == "judge":
+            from training.judge.train import train_judge
+
+            judged = train_judge(build_judge_config(args), command=" ".join(["disentangle-train", *argv]))
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
+            print(f"wrote {judged.config['out']} (held out: {shown})")
         elif args.command == "eval":
-            run_eval(args.paths, quick=args.quick, table_only=args.table_only)
+            if args.table_only and args.judge_only:
+                raise ValueError("--table-only and --judge-only: expected one of them, received both")
+            run_eval(args.paths, args.quick, args.table_only, args.judge_only, args.judges)
     except (ValueError, FileNotFoundError) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2
