@@ -112,7 +112,8 @@ def judge_request(
     for reading in judge.readings:
         v = values[reading.name][0]
         if reading.kind == "categorical":
-            judged[reading.name] = reading.values[int(v)]
+            name = reading.values[int(v)]
+            judged[reading.name] = int(name) if isinstance(name, float) and name.is_integer() else name  # digit 7
         else:
             judged[reading.name] = float(np.degrees(v)) if reading.kind == "periodic" else float(v)
     return image[0], judged
