@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
+from service.deadlines import deadline_protocol
 from service.errors import validation_body
 from service.logs import configure_logging
 from service.settings import Settings
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     configure_logging(settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -44,8 +47,26 @@ def main(argv: list[str] | None = None) -> int:
         server_header=False,
         # Nothing here reads client addresses; parsing X-Forwarded-* would be one more layer per request.
         proxy_headers=False,
+        http=deadline_protocol(settings.header_timeout_s, settings.body_timeout_s),
+        # uvicorn waits for every connection to finish on shutdown; this bounds the wait (typed int, takes float).
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
+    Server(config).run()
     return 0
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM or SIGINT it has handled ends the process with exit code 0.
+
+    uvicorn re-raises the signal after its graceful shutdown, so the process dies of it (status 143); a
+    stop that went as planned should read as success to an orchestrator or a shell.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 if __name__ == "__main__":

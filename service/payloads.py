@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from service.errors import Rejected
+from service.errors import Rejected, invalid
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -36,12 +36,25 @@ def accepts(request: Request, media: str) -> bool:
     return media in request.headers.get("accept", "")
 
 
-async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+async def json_body(request: Request, also: tuple[str, ...] = ()) -> bytes:
+    """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415."""
     kind = content_type(request)
     if kind not in READ_AS_JSON:
         expected = " or ".join((JSON, *also))
         raise Rejected(415, "Content-Type", expected, repr(kind))
-    return schema.model_validate_json(await request.body())
+    return await request.body()
+
+
+def validated(schema: type[Schema], body: bytes) -> Schema:
+    """``body`` as ``schema``, or a 422: the one place where a pydantic error blames the request."""
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as error:
+        raise invalid(error) from None
+
+
+async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+    return validated(schema, await json_body(request, also))
 
 
 def json_bytes(payload: dict[str, Any]) -> bytes:

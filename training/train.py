@@ -37,6 +37,7 @@ from training.objectives import ObjectiveConfig, PosteriorMemory, compute_loss
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -99,13 +100,22 @@ class TrainConfig:
         )
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.steps < 1 or self.latent_dim < 1:
-            raise ValueError("batch_size, steps and latent_dim must be positive")
+        for name in ("batch_size", "steps", "latent_dim", "capacity_steps", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        # A negative weight rewards the very term it should penalise (e.g. beta < 0 pays for a large KL).
+        for name in ("beta", "alpha", "gamma", "capacity_max", "capacity_gamma", "time_limit_min"):
+            value = getattr(self, name)
+            if not value >= 0 or math.isinf(value):  # also NaN
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("warmup_steps", "beta_anneal_steps", "tc_memory"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
         if not 0 <= self.lr_decay_steps <= self.steps:
             raise ValueError(f"lr_decay_steps must be in [0, steps={self.steps}], got {self.lr_decay_steps}")
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.objective_config(dataset_size=1_000_000)  # validates objective, likelihood and estimator
 
@@ -166,30 +176,48 @@ def batch_indices(dataset_size: int, batch_size: int, seed: int, rank: int, step
 def rendered_batches(
     dataset: ImageDataset, batch_size: int, seed: int, rank: int, start_step: int, pin: bool
 ) -> Generator[torch.Tensor, None, None]:
-    """Yield (B, C, H, W) batches rendered on the CPU, a few batches ahead on a thread."""
-    ready: queue.Queue[torch.Tensor] = queue.Queue(maxsize=4)
+    """Yield (B, C, H, W) batches rendered on the CPU, a few batches ahead on a thread.
+
+    An exception in the thread is handed over through the queue and raised here, in the training loop, with
+    the thread's traceback: otherwise the loop would wait for a batch that never comes.
+    """
+    ready: queue.Queue[torch.Tensor | BaseException] = queue.Queue(maxsize=4)
     stop = threading.Event()
+
+    def hand_over(item: torch.Tensor | BaseException) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def produce() -> None:
         step = start_step
-        while not stop.is_set():
-            indices = batch_indices(len(dataset), batch_size, seed, rank, step)
-            batch = torch.from_numpy(dataset.images(indices))
-            if pin:
-                batch = batch.pin_memory()
+        try:
             while not stop.is_set():
-                try:
-                    ready.put(batch, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            step += 1
+                indices = batch_indices(len(dataset), batch_size, seed, rank, step)
+                batch = torch.from_numpy(dataset.images(indices))
+                if pin:
+                    batch = batch.pin_memory()
+                hand_over(batch)
+                step += 1
+        except Exception as error:  # raised again in the consumer, with this traceback
+            hand_over(error)
 
     worker = threading.Thread(target=produce, name="batch-renderer", daemon=True)
     worker.start()
     try:
         while True:
-            yield ready.get()
+            try:
+                item = ready.get(timeout=1.0)
+            except queue.Empty:
+                if worker.is_alive() or not ready.empty():
+                    continue
+                raise RuntimeError("the batch-rendering thread ended without a batch or an error") from None
+            if isinstance(item, BaseException):
+                raise RuntimeError(f"rendering a batch failed: {item!r}") from item
+            yield item
     finally:
         # Joined, not left to die with the interpreter: a daemon thread caught inside torch's C++ code at exit
         # is unwound through noexcept frames and aborts the process ("terminate called without an active
@@ -308,10 +336,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     device = resolve_device(cfg.device, ddp.local_rank)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
     run_dir = cfg.run_dir
-    if ddp.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
+    # Everything that can reject the config runs before the run folder is touched: a failed start leaves a
+    # previous run's config.json, log and checkpoint as they were.
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     objective = cfg.objective_config(len(dataset))
     if cfg.batch_size + cfg.tc_memory > len(dataset):
@@ -339,6 +366,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             torch.set_rng_state(state["torch_rng"])
     elif resume:
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    if ddp.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     net: nn.Module = model
     if ddp.world_size > 1:
