@@ -116,7 +116,7 @@ def evaluate(
     kl = kl_per_dim(mu, logvar)
     metrics: dict[str, float | int | str] = {
         f"recon_{'bce' if manifest.likelihood == 'bernoulli' else 'mse'}": reconstruction_per_image(
-            images, model.decode(mu), manifest.likelihood
+            images, model.decode(model.reconstruction_latent(images)), manifest.likelihood
         ),
         "kl_total": float(kl.sum()),
         "active_dims": int(active_dims(kl).sum()),
@@ -133,7 +133,7 @@ def evaluate(
     codes = model.mean(dataset.render(classes))
     information = mutual_information_matrix(codes, classes, settings.bins) / factor_entropies(classes)[None, :]
     specs = [FactorSpec(name=f.name, values=list(f.values)) for f in dataset.factors]
-    calibration = calibrate(codes, classes, specs, settings.bins)
+    calibration = calibrate(codes, classes, specs, settings.bins, layout=manifest.layout)
     calibration = calibrate_groups(calibration, CodeSource.from_dataset(dataset, model.mean), rng)
     stage("synthesis")
     quality = synthesis_quality(model, dataset, calibration, rng, SYNTHESIS_SAMPLES)
