@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py                 # conv and MLP, fp32 and bf16 where the CPU has it
     python bench/train_throughput.py --steps 300 --arch conv --precision bf16
+    python bench/train_throughput.py --arch conv --objective joint_vae   # JointVAE, shape as a 3-class code
 
 Both loops train the same model on the same batches with the same loss; the bare loop has the batches
 rendered in memory beforehand and does nothing but forward, backward and step. Goals: ours / bare >= 0.9,
@@ -23,13 +24,16 @@ import torch
 from training.data import get_dataset
 from training.models import VAE
 from training.objectives import compute_loss
-from training.train import LOG, TrainConfig, bf16_supported, make_optimizer, train
+from training.train import LOG, TrainConfig, bf16_supported, build_model, make_optimizer, train
+
+# Dupont 2018's dSprites schedule (the values do not change the cost of a step)
+JOINT_CAPACITIES = {"capacity_max": 40.0, "disc_capacity_max": 1.1, "capacity_gamma": 150.0}
 
 
 def bare_loop(cfg: TrainConfig, batches: list[torch.Tensor], warmup: int) -> float:
     """Images/s of forward + loss + backward + step over pre-rendered batches, after ``warmup`` steps."""
     torch.manual_seed(cfg.seed)
-    model = VAE(cfg.architecture, 1, cfg.latent_dim, deterministic=cfg.objective == "ae")  # type: ignore[arg-type]
+    model: VAE = build_model(cfg, get_dataset(cfg.dataset))
     opt = make_optimizer(model.parameters(), cfg.lr)
     objective = cfg.objective_config(737_280)
     autocast: AbstractContextManager = (
@@ -40,8 +44,8 @@ def bare_loop(cfg: TrainConfig, batches: list[torch.Tensor], warmup: int) -> flo
         if step == warmup:
             start = time.perf_counter()
         with autocast:
-            mu, logvar, z, logits = model(x)
-        loss, _ = compute_loss(objective, x, mu, logvar, z, logits, step)
+            mu, logvar, category_logits, z, logits = model(x)
+        loss, _ = compute_loss(objective, x, mu, logvar, z, logits, step, category_logits=category_logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -76,13 +80,15 @@ def main() -> None:
     parser.add_argument("--arch", choices=["conv", "mlp"], action="append")
     parser.add_argument("--precision", choices=["fp32", "bf16"], action="append")
     parser.add_argument("--objective", default="beta_tcvae")
+    parser.add_argument("--categorical", default="", help="categorical parts (joint_vae's default: shape:3)")
     args = parser.parse_args()
+    categorical = args.categorical or ("shape:3" if args.objective == "joint_vae" else "")
     archs = args.arch or ["conv", "mlp"]
     precisions = args.precision or (["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"])
 
     dataset = get_dataset("dsprites")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"{args.steps} steps ({args.warmup} warm-up), objective {args.objective}")  # fmt: skip
+          f"{args.steps} steps ({args.warmup} warm-up), objective {args.objective} {categorical}")  # fmt: skip
     print(f"{'model':<6} {'precision':<9} {'bare img/s':>10} {'ours img/s':>10} {'ours/bare':>9}")
     consumed = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +96,8 @@ def main() -> None:
             for precision in precisions:
                 cfg = TrainConfig(
                     name=f"{arch}-{precision}", architecture=arch, precision=precision, objective=args.objective,
-                    beta=6.0, batch_size=args.batch_size, steps=args.steps, log_every=20,
+                    beta=6.0, categorical=categorical, **(JOINT_CAPACITIES if categorical else {}),
+                    batch_size=args.batch_size, steps=args.steps, log_every=20,
                     checkpoint_every=args.steps, out_dir=str(Path(tmp) / "runs"),
                 )  # fmt: skip
                 rng = np.random.default_rng([cfg.seed, 0])

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from service.errors import Rejected
+from service.errors import Rejected, invalid
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -45,8 +45,16 @@ async def json_body(request: Request, also: tuple[str, ...] = ()) -> bytes:
     return await request.body()
 
 
+def validated(schema: type[Schema], body: bytes) -> Schema:
+    """``body`` as ``schema``, or a 422: the one place where a pydantic error blames the request."""
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as error:
+        raise invalid(error) from None
+
+
 async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
-    return schema.model_validate_json(await json_body(request, also))
+    return validated(schema, await json_body(request, also))
 
 
 def json_bytes(payload: dict[str, Any]) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def smoke_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The artifact folder of the smoke preset (dSprites, conv, 10 latents), as `make run` would bundle it."""
+    """The smoke preset's artifact (dSprites, conv, 10 latents), as the README's first Train command makes it."""
     from training.cli import main
 
     root = tmp_path_factory.mktemp("smoke")

@@ -8,14 +8,16 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service import arraytext
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected
+from service.errors import Rejected, invalid
 from service.imaging import ImageReader
-from service.payloads import MULTIPART, Reply, content_type, documented_body, json_body, json_bytes
+from service.payloads import MULTIPART, Reply, content_type, documented_body, json_body, json_bytes, validated
 from service.runtime import Outputs
 from service.schemas import EncodeOptions, EncodeRequest, EncodeResponse
 from service.settings import Settings
@@ -47,8 +49,25 @@ MULTIPART_BODY = {
 }
 
 
+def _unreadable(error: MultiPartException, settings: Settings) -> Rejected:
+    # Starlette says what went wrong only in words; its messages have stayed the same across releases.
+    if error.message.startswith(("Too many files", "Too many fields")):
+        return Rejected(413, "images", f"at most {settings.max_items} images per request", "more")
+    if error.message.startswith("Part exceeded"):
+        return Rejected(413, "body", "form fields of at most 1 MiB each (send images as files)", "a larger one")
+    return Rejected(400, "body", "a well-formed multipart/form-data body", error.message)
+
+
 async def _multipart(request: Request, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
-    async with request.form(max_files=settings.max_items, max_fields=settings.max_items + 8) as form:
+    # The parser is run here rather than through request.form(), which turns every failure into a bare 400.
+    parser = MultiPartParser(
+        request.headers, request.stream(), max_files=settings.max_items, max_fields=settings.max_items + 8
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        raise _unreadable(error, settings) from None
+    try:
         images: list[Any] = []
         options: dict[str, Any] = {}
         for key, value in form.multi_items():
@@ -56,7 +75,13 @@ async def _multipart(request: Request, settings: Settings) -> tuple[EncodeOption
                 images.append(await value.read() if isinstance(value, UploadFile) else value)
             else:
                 options[key] = value
-    return EncodeOptions.model_validate(options), images
+    finally:
+        await form.close()
+    try:
+        # Form fields are text ("true", "3"), so here, and only here, they are converted.
+        return EncodeOptions.model_validate(options, strict=False), images
+    except ValidationError as error:
+        raise invalid(error) from None
 
 
 def _parse_json(body: bytes, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
@@ -64,9 +89,9 @@ def _parse_json(body: bytes, settings: Settings) -> tuple[EncodeOptions, list[An
     try:
         split = arraytext.split(body, "images")
     except arraytext.NotArrayText:  # not an object with an images list: let the schema say what is wrong
-        parsed = EncodeRequest.model_validate_json(body)
+        parsed = validated(EncodeRequest, body)
         return parsed, parsed.images
-    parsed = EncodeRequest.model_validate_json(split.rest)
+    parsed = validated(EncodeRequest, split.rest)
     side = settings.max_image_side
     arrays = {
         i: arraytext.numbers(text, f"images[{i}]", ARRAY_EXPECTED, 3 * side * side) for i, text in split.arrays.items()
