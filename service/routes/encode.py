@@ -15,7 +15,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service import arraytext
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected, invalid
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
 from service.imaging import ImageReader
 from service.payloads import MULTIPART, Reply, content_type, documented_body, json_body, json_bytes, validated
 from service.runtime import Outputs
@@ -120,6 +120,7 @@ def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Re
     "/encode",
     summary="Encode images into latent means and log-variances (and samples)",
     response_model=EncodeResponse,
+    responses=error_responses(*INFERENCE_ERRORS),
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
 async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
