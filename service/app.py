@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.dependencies import require_api_key
 from service.errors import install_error_handlers
+from service.fastpath import FastRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
@@ -73,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def home() -> Response:
         return FileResponse(index) if index.is_file() else RedirectResponse("/docs")
 
+    if settings.fast_paths:
+        # Added first, so it is innermost: the middleware below wraps the fast paths like every route.
+        app.add_middleware(FastRoutes, owner=app, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -81,5 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Shape", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Shape", "X-Latent", "X-Traverse-Dims", "X-Traverse-Ranges"],
         )
-    app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes, access_log=settings.access_log
+    )
     return app

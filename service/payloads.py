@@ -1,13 +1,17 @@
-"""HTTP bodies in and out: content-type dispatch, JSON parsing into schemas, OpenAPI docs, responses.
+"""HTTP bodies in and out: the request as route code sees it, content-type dispatch, JSON parsing into
+schemas, OpenAPI docs, responses.
 
 Routes read their bodies through here instead of FastAPI's body parameters because one endpoint accepts
 several content types (JSON, multipart, raw float32), and because ``model_validate_json`` on the raw bytes
-skips the intermediate dicts that a parsed-then-validated body would build.
+skips the intermediate dicts that a parsed-then-validated body would build. The busy routes' code takes a
+``Call`` rather than a Starlette ``Request``, so that the same code serves both the FastAPI route and the
+raw ASGI fast path (service/fastpath.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +29,36 @@ PNG = "image/png"
 GIF = "image/gif"
 # `curl -d` labels JSON as a form and some clients send text/plain; a JSON body is what they all mean.
 READ_AS_JSON = (JSON, "application/x-www-form-urlencoded", "text/plain")
+
+
+@dataclass
+class Call:
+    """One request as route code reads it: lower-case header names, the query, the whole body; and the
+    scope's state, where the route notes the model it chose (the metrics and the access log read it)."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    state: dict[str, Any]
+
+    @classmethod
+    async def of(cls, request: Request) -> Call:
+        body = await request.body()
+        return cls(request.headers, request.query_params, body, request.scope.setdefault("state", {}))
+
+    def content_type(self) -> str:
+        return self.headers.get("content-type", JSON).split(";", 1)[0].strip().lower()
+
+    def accepts(self, media: str) -> bool:
+        """Whether the caller asked for ``media`` by name (a wildcard alone keeps the JSON default)."""
+        return media in self.headers.get("accept", "")
+
+    def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+        kind = self.content_type()
+        if kind not in READ_AS_JSON:
+            expected = " or ".join((JSON, *also))
+            raise Rejected(415, "Content-Type", expected, repr(kind))
+        return schema.model_validate_json(self.body)
 
 
 def content_type(request: Request) -> str:
@@ -64,3 +98,10 @@ class Reply:
 
     def response(self) -> Response:
         return Response(self.body, media_type=self.media_type, headers=self.headers)
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers ``response()`` would send, in the same order, without building a Response."""
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (self.headers or {}).items()]
+        raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
+        raw.append((b"content-type", self.media_type.encode("latin-1")))
+        return raw

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import Rejected
+from service.forms import parse_form
 from service.imaging import ImageReader
-from service.payloads import MULTIPART, Reply, content_type, documented_body, json_bytes, parse_json
+from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes
+from service.registry import Model, Registry
 from service.runtime import Outputs
 from service.schemas import EncodeOptions, EncodeRequest, EncodeResponse
 from service.settings import Settings
 from service.validation import check_count
 
 router = APIRouter(tags=["encode"])
-
-# Decoding a few small PNGs costs less than a hop to a thread and back; bigger payloads leave the loop.
-INLINE_BYTES = 64 * 1024
 
 MULTIPART_BODY = {
     MULTIPART: {
@@ -41,16 +39,33 @@ MULTIPART_BODY = {
 }
 
 
-async def _multipart(request: Request, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
-    async with request.form(max_files=settings.max_items, max_fields=settings.max_items + 8) as form:
-        images: list[Any] = []
-        options: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if key == "images":
-                images.append(await value.read() if isinstance(value, UploadFile) else value)
-            else:
-                options[key] = value
+def _multipart(call: Call, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
+    content_type = call.headers.get("content-type", "")
+    parts = parse_form(content_type, call.body, max_files=settings.max_items, max_fields=settings.max_items + 8)
+    images: list[Any] = []
+    options: dict[str, Any] = {}
+    for key, value in parts:
+        if key == "images":
+            images.append(value)
+        else:
+            options[key] = value
     return EncodeOptions.model_validate(options), images
+
+
+def _read(call: Call, registry: Registry, settings: Settings) -> tuple[EncodeOptions, Model, np.ndarray]:
+    """Body to (options, model, (B, C, H, W) images): form parsing and image decoding, in a pool thread."""
+    if call.content_type() == MULTIPART:
+        options, raw = _multipart(call, settings)
+    else:
+        body = call.parse_json(EncodeRequest, also=(MULTIPART,))
+        options, raw = body, body.images
+    chosen = registry.get(options.model)
+    call.state["model"] = chosen.name
+    check_count(len(raw), "images", settings)
+    if not raw:
+        raise Rejected(422, "images", "at least one image", "none")
+    reader = ImageReader(chosen.manifest.image_shape, settings.max_image_side, options.resize)
+    return options, chosen, reader.read_all(raw, "images")
 
 
 def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
@@ -62,6 +77,15 @@ def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Re
     return Reply(json_bytes({"model": model, "mu": mu.tolist(), "logvar": logvar.tolist(), "z": z}))
 
 
+async def encode_call(call: Call, registry: Registry, settings: Settings) -> Reply:
+    # Form parsing and image decoding would hold the event loop for most of a small request's time.
+    loop = asyncio.get_running_loop()
+    options, chosen, images = await loop.run_in_executor(None, _read, call, registry, settings)
+    finish = partial(_encoded, chosen.name, options.sample, options.seed)
+    reply: Reply = await chosen.encoder.submit(images, finish)
+    return reply
+
+
 @router.post(
     "/encode",
     summary="Encode images into latent means and log-variances (and samples)",
@@ -69,19 +93,4 @@ def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Re
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
 async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    if content_type(request) == MULTIPART:
-        options, raw = await _multipart(request, settings)
-    else:
-        body = await parse_json(request, EncodeRequest, also=(MULTIPART,))
-        options, raw = body, body.images
-    chosen = registry.get(options.model)
-    request.state.model = chosen.name
-    check_count(len(raw), "images", settings)
-    if not raw:
-        raise Rejected(422, "images", "at least one image", "none")
-    reader = ImageReader(chosen.manifest.image_shape, settings.max_image_side, options.resize)
-    small = all(isinstance(v, str | bytes) for v in raw) and sum(len(v) for v in raw) <= INLINE_BYTES
-    images = reader.read_all(raw, "images") if small else await run_in_threadpool(reader.read_all, raw, "images")
-    finish = partial(_encoded, chosen.name, options.sample, options.seed)
-    reply: Reply = await chosen.encoder.submit(images, finish)
-    return reply.response()
+    return (await encode_call(await Call.of(request), registry, settings)).response()
