@@ -1,6 +1,6 @@
 """Load benchmark of the HTTP service against the in-process ceiling and a plain FastAPI peer, in one window.
 
-    python bench/serve_load.py                 # about 9 minutes; needs wrk (apt-get install -y wrk)
+    python bench/serve_load.py                 # about 8 minutes; needs wrk (apt-get install -y wrk)
     python bench/serve_load.py --quick         # about 2 minutes: 3 s cases, one repeat
 
 Three things answer the same requests, one after another within each repeat:
@@ -86,6 +86,7 @@ class Sample:
     p50_ms: float
     p99_ms: float = float("nan")
     failures: int = 0
+    cpu_ms: float = float("nan")  # CPU time (all threads, all processes) per request: robust to other load
 
 
 @dataclass
@@ -193,10 +194,11 @@ def _ceiling_process(artifact: Path, conn: Connection) -> None:
         time.sleep(max(start_at - time.monotonic(), 0))
         times = []
         end = start_at + seconds
+        cpu = time.process_time()
         while (now := time.perf_counter()) < end:
             call()
             times.append(time.perf_counter() - now)
-        conn.send((len(times) / seconds, float(np.median(times))))
+        conn.send((len(times) / seconds, float(np.median(times)), (time.process_time() - cpu) / len(times)))
 
 
 class Ceiling:
@@ -221,7 +223,11 @@ class Ceiling:
         for conn in used:
             conn.send((key, start_at, seconds))
         answers = [conn.recv() for conn in used]
-        return Sample(sum(rate for rate, _ in answers), 1000 * statistics.median(t for _, t in answers))
+        return Sample(
+            per_second=sum(rate for rate, _, _ in answers),
+            p50_ms=1000 * statistics.median(t for _, t, _ in answers),
+            cpu_ms=1000 * statistics.mean(c for _, _, c in answers),
+        )
 
     def close(self) -> None:
         for conn in self.conns:
@@ -282,21 +288,33 @@ def service_command(model_dir: Path, workers: int) -> tuple[list[str], dict[str,
     return command + (["--workers", str(workers)] if workers != 1 else []), env
 
 
-def tree_rss_mb(pid: int) -> list[float]:
-    """Resident memory (MB) of a process and of each of its children."""
-    pids = [pid]
+def server_rss_mb(pid: int) -> dict[str, list[float]]:
+    """Resident memory (MB) of the server's processes: the one started and, with workers, each worker
+    (multiprocessing's resource tracker, a few MB, is left out)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.is_file():
-        pids += [int(p) for p in children.read_text().split()]
-    sizes = []
-    for p in pids:
+    workers = [int(p) for p in children.read_text().split()] if children.is_file() else []
+    workers = [p for p in workers if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    def rss(p: int) -> float:
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                sizes.append(int(line.split()[1]) / 1024)
-    return sizes
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    return {"supervisor" if workers else "server": [rss(pid)], "workers": [rss(p) for p in workers]}
 
 
-def wrk(url: str, case: Case, seconds: float, workdir: Path) -> Sample:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its child processes (uvicorn's workers), all threads."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    total = 0.0
+    for p in [pid, *(int(c) for c in children.read_text().split())]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wrk(url: str, case: Case, seconds: float, workdir: Path, pid: int | None = None) -> Sample:
     slug = re.sub(r"\W+", "-", case.name)
     body = workdir / f"{slug}.body"
     body.write_bytes(case.body)
@@ -305,13 +323,19 @@ def wrk(url: str, case: Case, seconds: float, workdir: Path) -> Sample:
     script.write_text(WRK_SCRIPT.format(body=body, headers=headers))
     # One wrk thread drives thousands of requests a second on a fraction of a core, leaving the rest to the server.
     command = ["wrk", "-t1", f"-c{case.concurrency}", f"-d{max(round(seconds), 1)}s", "--timeout", "10s"]
+    cpu = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run([*command, "-s", str(script), url + case.path], capture_output=True, text=True, check=True)
+    cpu = cpu_seconds(pid) - cpu if pid else float("nan")
     match = re.search(r"RESULT (\{.*\})", out.stdout)
     if match is None:
         raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
     r: dict[str, Any] = json.loads(match.group(1))
     return Sample(
-        r["requests"] / r["seconds"], r["p50_us"] / 1000, r["p99_us"] / 1000, r["bad_status"] + r["socket_errors"]
+        per_second=r["requests"] / r["seconds"],
+        p50_ms=r["p50_us"] / 1000,
+        p99_ms=r["p99_us"] / 1000,
+        failures=r["bad_status"] + r["socket_errors"],
+        cpu_ms=1000 * cpu / max(r["requests"], 1),
     )
 
 
@@ -361,6 +385,23 @@ def report(grid: list[Case], results: Results, cores: int, header: list[str]) ->
             f"| {spread([x.p50_ms for x in s], '{:.2f}')} / {spread([x.p99_ms for x in s], '{:.2f}')} "
             f"| {spread([x.p50_ms for x in c], '{:.3f}')} | {sum(x.failures for x in s + p)} |"
         )
+    lines += [
+        "",
+        "CPU time per request (all threads and processes; unlike rates it barely moves with other load on the "
+        "machine). ceiling / service is the share of the ceiling the service would reach with its cores to itself.",
+        "",
+        "| case | ceiling CPU ms | service CPU ms | peer CPU ms | ceiling / service | peer / service |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for case in grid:
+        c, s, p = results.ceiling[case.name], results.service[case.name], results.peer[case.name]
+        efficiency = [ci.cpu_ms / si.cpu_ms for si, ci in zip(s, c, strict=True)]
+        versus = [pi.cpu_ms / si.cpu_ms for si, pi in zip(s, p, strict=True)]
+        lines.append(
+            f"| {case.name} | {spread([x.cpu_ms for x in c], '{:.3f}')} | {spread([x.cpu_ms for x in s], '{:.3f}')} "
+            f"| {spread([x.cpu_ms for x in p], '{:.3f}')} | {spread(efficiency, '{:.2f}')} "
+            f"| {spread(versus, '{:.2f}')} |"
+        )
     return "\n".join(lines)
 
 
@@ -368,7 +409,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "models")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured per case and server (default 8)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured load before each case")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before each case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, help="service processes; default: the cores it may use")
     parser.add_argument("--only", nargs="*", help="case names starting with these, e.g. 'decode 1'")
@@ -394,23 +435,23 @@ def main() -> int:
         try:
             with (
                 process(command, env, workdir / "service.log", "/readyz") as (service, ready_s, pid),
-                process(peer_command, env, workdir / "peer.log", "/docs") as (peer, _, _),
+                process(peer_command, env, workdir / "peer.log", "/docs") as (peer, _, peer_pid),
             ):
-                rss = tree_rss_mb(pid)
                 check_answers(service, peer, grid)
                 for repeat in range(args.repeats):
                     for case in grid:
                         parallel = min(cores, case.concurrency)
                         sample = ceiling.measure(call_key(case), parallel, args.seconds)
                         results.ceiling.setdefault(case.name, []).append(sample)
-                        for url, into in ((service, results.service), (peer, results.peer)):
+                        for url, server_pid, into in ((service, pid, results.service), (peer, peer_pid, results.peer)):
                             wrk(url, case, args.warmup, workdir)
-                            into.setdefault(case.name, []).append(wrk(url, case, args.seconds, workdir))
+                            into.setdefault(case.name, []).append(wrk(url, case, args.seconds, workdir, server_pid))
                     print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
+                rss = server_rss_mb(pid)  # after the load, with every worker up and warm
         finally:
             ceiling.close()
     models = len([p for p in args.model_dir.iterdir() if (p / "manifest.json").is_file()])
-    processes = ", ".join(f"{x:.0f}" for x in rss)
+    processes = "; ".join(f"{role} {', '.join(f'{x:.0f}' for x in sizes)}" for role, sizes in rss.items() if sizes)
     header = [
         f"`python bench/serve_load.py{' --quick' if args.quick else ''}`: {cores} cores the server may use "
         f"(load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
@@ -421,8 +462,8 @@ def main() -> int:
         "(bench/serve_peer.py), one uvicorn process at its defaults.",
         f"Each figure: {args.seconds:g} s after a {args.warmup:g} s warm-up, "
         + (f"median (range) of {args.repeats} repeats." if args.repeats > 1 else "one run."),
-        f"Service start to ready: {ready_s:.2f} s; resident memory per process (MB): {processes} "
-        "(uvicorn's supervisor first when there are workers).",
+        f"Service start to ready (process start to the first 200 from /readyz): {ready_s:.2f} s; "
+        f"resident memory per process after the rounds, MB: {processes}.",
     ]
     print(report(grid, results, cores, header))
     return 0

@@ -16,17 +16,16 @@ import os
 import sys
 
 import uvicorn
-from fastapi import FastAPI
 from pydantic import ValidationError
+from starlette.types import ASGIApp
 
-from service.app import create_app
 from service.cpus import available_cpus
 from service.errors import validation_body
 from service.logs import configure_logging
 from service.settings import Settings
 
 
-def _serve(app: FastAPI | str, settings: Settings, workers: int | None = None) -> None:
+def _serve(app: ASGIApp | str, settings: Settings, workers: int | None = None) -> None:
     uvicorn.run(
         app,
         factory=isinstance(app, str),
@@ -41,9 +40,11 @@ def _serve(app: FastAPI | str, settings: Settings, workers: int | None = None) -
     )
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> ASGIApp:
     """The app of one worker process (``uvicorn --factory service.cli:worker_app``), configured from the
     environment, which ``main`` has filled in from its flags."""
+    from service.app import create_app
+
     settings = Settings()
     configure_logging(settings.log_level)
     return create_app(settings)
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     workers = settings.workers or available_cpus()
     if workers == 1:
+        # Imported here: with workers, the supervisor process never builds an app and stays small.
+        from service.app import create_app
+
         _serve(create_app(settings), settings)
     else:
         # Worker processes build their own app from the environment, so the flags travel there.
