@@ -5,6 +5,7 @@ uvicorn --factory service.app:create_app      # or: disentangle-serve --model-di
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.upload_slots = asyncio.Semaphore(settings.upload_slots)
     install_error_handlers(app)
 
     # Without a key the check is left out entirely rather than run as a no-op on every request.

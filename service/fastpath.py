@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -70,8 +71,8 @@ class FastRoutes:
         headers = Headers(scope=scope)
         try:
             check_api_key(self.settings, bearer_token(headers.get("authorization")))
-            body = await read_body(receive)
-            call = Call(headers, QueryParams(scope["query_string"]), body, scope.setdefault("state", {}))
+            query, state = QueryParams(scope["query_string"]), scope.setdefault("state", {})
+            call = Call(headers, query, partial(read_body, receive), state, self.owner.state)
             reply = await handler(call, self.owner.state.registry, self.settings)
         except Exception as error:
             respond = self._error_handler(error)

@@ -23,7 +23,8 @@ from service.errors import Rejected, shown
 
 PNG_LEVEL = 1
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-READABLE_FORMATS = ("PNG", "JPEG")
+# MPO is what Pillow calls the JPEGs of many phone cameras (a JPEG with a second, embedded picture).
+READABLE_FORMATS = ("PNG", "JPEG", "MPO")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, what PIL's "L" conversion uses
 GRID_GAP = 2
 
@@ -96,10 +97,12 @@ def from_base64(text: str, field: str) -> bytes:
 class ImageReader:
     """Turns what callers send into the tensor one model expects, or a rejection saying why not."""
 
-    def __init__(self, shape: tuple[int, int, int], max_side: int, resize: bool) -> None:
+    def __init__(self, shape: tuple[int, int, int], max_side: int, resize: bool, max_pixels: int | None = None) -> None:
         self.channels, self.height, self.width = shape
         self.max_side = max_side
         self.resize = resize
+        self.max_pixels = max_pixels if max_pixels is not None else max_side * max_side
+        self.pixels = 0  # decoded so far for this request, against max_pixels
 
     def read_all(self, values: list[Any], field: str) -> np.ndarray:
         """(B, C, H, W) float32 from B strings, byte strings or nested lists."""
@@ -124,6 +127,7 @@ class ImageReader:
         width, height = picture.size
         if max(width, height) > self.max_side:
             raise self._too_large(field, f"{width}x{height} pixels")
+        self._spend(field, width * height)
         try:
             picture = picture.convert("L" if self.channels == 1 else "RGB")
         except (OSError, ValueError):
@@ -135,6 +139,7 @@ class ImageReader:
         return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
     def from_array(self, value: Any, field: str) -> np.ndarray:
+        """A (C, H, W) or (H, W) array, given as nested lists or already as numbers (``arraytext``)."""
         expected = f"a nested float array of shape {self._shapes()} with values in [0, 1]"
         try:
             array = np.asarray(value, dtype=np.float32)
@@ -144,8 +149,11 @@ class ImageReader:
             array = array[None]
         if array.ndim != 3 or array.shape[0] not in (1, 3):
             raise Rejected(422, field, expected, f"shape {tuple(array.shape)}", hint="channels come first")
+        if array.size == 0:
+            raise Rejected(422, field, expected, f"an empty array of shape {tuple(array.shape)}")
         if max(array.shape[1:]) > self.max_side:
             raise self._too_large(field, f"{array.shape[2]}x{array.shape[1]} pixels")
+        self._spend(field, array.shape[1] * array.shape[2])
         if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
             low, high = float(np.nanmin(array)), float(np.nanmax(array))
             received = f"values in [{low}, {high}]" if math.isfinite(low + high) else "a non-finite value"
@@ -155,6 +163,17 @@ class ImageReader:
             self._check_size(field, array.shape[2], array.shape[1])
             array = np.stack([self._resize_plane(plane) for plane in array])
         return array
+
+    def _spend(self, field: str, pixels: int) -> None:
+        """Counts an image against the request's pixel budget before it is decoded or converted."""
+        self.pixels += pixels
+        if self.pixels > self.max_pixels:
+            raise Rejected(
+                413,
+                field,
+                f"at most {self.max_pixels} pixels in one request, all images together",
+                f"{self.pixels} with this image",
+            )
 
     def _channels(self, array: np.ndarray) -> np.ndarray:
         if array.shape[0] == self.channels:

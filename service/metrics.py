@@ -47,5 +47,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batch_failures = Counter(
+            "disentangle_batch_failures",
+            "batches whose run failed (every request in it got a 500), and requests whose finishing failed",
+            ["model", "network"],
+            registry=self.registry,
+        )
         self.models = Gauge("disentangle_models_loaded", "artifacts loaded and serving", registry=self.registry)
         self.broken = Gauge("disentangle_artifacts_broken", "artifacts skipped at start-up", registry=self.registry)

@@ -11,7 +11,7 @@ raw ASGI fast path (service/fastpath.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,18 +33,20 @@ READ_AS_JSON = (JSON, "application/x-www-form-urlencoded", "text/plain")
 
 @dataclass
 class Call:
-    """One request as route code reads it: lower-case header names, the query, the whole body; and the
-    scope's state, where the route notes the model it chose (the metrics and the access log read it)."""
+    """One request as route code reads it: lower-case header names, the query, the body (read on first use,
+    so a route can check headers or take an upload slot first); the scope's state, where the route notes the
+    model it chose (the metrics and the access log read it); and the app's state."""
 
     headers: Mapping[str, str]
     query: Mapping[str, str]
-    body: bytes
+    read: Callable[[], Awaitable[bytes]]
     state: dict[str, Any]
+    app_state: Any
 
     @classmethod
-    async def of(cls, request: Request) -> Call:
-        body = await request.body()
-        return cls(request.headers, request.query_params, body, request.scope.setdefault("state", {}))
+    def of(cls, request: Request) -> Call:
+        state = request.scope.setdefault("state", {})
+        return cls(request.headers, request.query_params, request.body, state, request.app.state)
 
     def content_type(self) -> str:
         return self.headers.get("content-type", JSON).split(";", 1)[0].strip().lower()
@@ -53,12 +55,16 @@ class Call:
         """Whether the caller asked for ``media`` by name (a wildcard alone keeps the JSON default)."""
         return media in self.headers.get("accept", "")
 
-    def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+    async def json_body(self, also: tuple[str, ...] = ()) -> bytes:
+        """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415."""
         kind = self.content_type()
         if kind not in READ_AS_JSON:
             expected = " or ".join((JSON, *also))
             raise Rejected(415, "Content-Type", expected, repr(kind))
-        return schema.model_validate_json(self.body)
+        return await self.read()
+
+    async def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+        return schema.model_validate_json(await self.json_body(also))
 
 
 def content_type(request: Request) -> str:
@@ -70,12 +76,17 @@ def accepts(request: Request, media: str) -> bool:
     return media in request.headers.get("accept", "")
 
 
-async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+async def json_body(request: Request, also: tuple[str, ...] = ()) -> bytes:
+    """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415."""
     kind = content_type(request)
     if kind not in READ_AS_JSON:
         expected = " or ".join((JSON, *also))
         raise Rejected(415, "Content-Type", expected, repr(kind))
-    return schema.model_validate_json(await request.body())
+    return await request.body()
+
+
+async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+    return schema.model_validate_json(await json_body(request, also))
 
 
 def json_bytes(payload: dict[str, Any]) -> bytes:

@@ -65,7 +65,8 @@ class Registry:
             return "no model loaded" + (f"; broken: {[b.folder for b in self.broken]}" if self.broken else "")
         if self.default is None:
             return f"the configured default model {self.configured_default!r} is not loaded"
-        return None
+        failing = [why for m in self.models.values() for b in (m.encoder, m.decoder) if (why := b.failing) is not None]
+        return "; ".join(failing) if failing else None
 
     def get(self, name: str | None) -> Model:
         key = name if name is not None else self.default

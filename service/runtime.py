@@ -13,6 +13,7 @@ everything that queued while the previous batch ran.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -28,6 +29,8 @@ import onnxruntime as ort
 from service.errors import Rejected
 from service.metrics import Metrics
 from service.settings import Settings
+
+log = logging.getLogger("disentangle.runtime")
 
 Outputs = list[np.ndarray]
 Finish = Callable[[Outputs], Any]
@@ -86,6 +89,10 @@ class Batcher:
         self._draining = False
         self._arrivals = threading.Condition()
         self._pending = 0  # queued or running, for the 429 bound; touched by the event loop only
+        self.unready_after = settings.failures_until_unready
+        self.failures_in_a_row = 0  # written by the pool thread, read by /readyz; a plain int is safe under the GIL
+        self.last_failure = ""
+        self._failures = metrics.batch_failures.labels(model, network)
         self._depth_gauge = metrics.queue_depth.labels(model, network)
         self._batch_sizes = metrics.batch_size.labels(model, network)
         self._run_time = metrics.inference.labels(model, network)
@@ -114,7 +121,14 @@ class Batcher:
             self._draining = True
             self._arrivals.notify()
         if start:
-            self.pool.submit(self._drain, loop)
+            try:
+                self.pool.submit(self._drain, loop)
+            except RuntimeError:  # the pool is shut down: the service is stopping
+                with self._arrivals:
+                    self._queue.remove(job)
+                    self._queued_rows -= len(rows)
+                    self._draining = False
+                raise Rejected(503, None, "a running service", "one shutting down") from None
         self._pending += 1
         self._depth_gauge.set(self._pending)
         try:
@@ -131,19 +145,55 @@ class Batcher:
             if not job.future.done():
                 job.future.set_exception(Rejected(503, None, "a running service", "one shutting down"))
 
+    @property
+    def failing(self) -> str | None:
+        """Why this network is not ready (its last runs all failed), or None."""
+        if self.failures_in_a_row < self.unready_after:
+            return None
+        return f"{self.model}'s {self.network} failed its last {self.failures_in_a_row} runs: {self.last_failure}"
+
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        """In a pool thread: run one batch, then queue another drain if more work arrived meanwhile."""
-        jobs = self._take()
-        if jobs:
-            results = self._run_batch(jobs)
-            try:
-                loop.call_soon_threadsafe(self._resolve, jobs, results)
-            except RuntimeError:  # the loop closed during shutdown; nobody waits for these any more
-                pass
-        with self._arrivals:
-            self._draining = bool(self._queue)
-        if self._draining:
-            self.pool.submit(self._drain, loop)
+        """In a pool thread: run one batch, then queue another drain if more work arrived meanwhile.
+
+        Nothing may escape: an exception lost here would leave ``_draining`` set, and every later request to
+        this network would wait for a drain that never comes. Whatever fails, the jobs taken are answered.
+        """
+        jobs: list[_Job] = []
+        try:
+            jobs = self._take()
+            if jobs:
+                self._deliver(loop, jobs, self._run_batch(jobs))
+        except Exception as error:
+            self._record_failure(error)
+            self._deliver(loop, jobs, [self._failure()] * len(jobs))
+        finally:
+            with self._arrivals:
+                self._draining = bool(self._queue)
+                again = self._draining
+            if again:
+                try:
+                    self.pool.submit(self._drain, loop)
+                except RuntimeError:  # the pool shut down; close() answers what is still queued
+                    with self._arrivals:
+                        self._draining = False
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job], results: list[Any]) -> None:
+        if not jobs:
+            return
+        try:
+            loop.call_soon_threadsafe(self._resolve, jobs, results)
+        except RuntimeError:  # the loop closed during shutdown; nobody waits for these any more
+            pass
+
+    def _record_failure(self, error: BaseException) -> None:
+        self.failures_in_a_row += 1
+        self.last_failure = f"{type(error).__name__}: {error}"[:300]
+        self._failures.inc()
+        log.error("a batch of %s's %s failed", self.model, self.network, exc_info=error)
+
+    def _failure(self) -> Rejected:
+        """What a request whose batch failed is answered: a 500 naming the network, no internals."""
+        return Rejected(500, None, f"a successful run of {self.model}'s {self.network}", "a failed run (logged)")
 
     def _take(self) -> list[_Job]:
         """Up to ``max_size`` rows from the queue, after waiting (if configured) for the batch to fill."""
@@ -163,15 +213,19 @@ class Batcher:
             self._queued_rows -= rows
         return jobs
 
-    @staticmethod
-    def _resolve(jobs: list[_Job], results: list[Any]) -> None:
+    def _resolve(self, jobs: list[_Job], results: list[Any]) -> None:
+        """On the event loop: hand each request its result; one that cannot be handed over gets a 500."""
         for job, result in zip(jobs, results, strict=True):
             if job.future.done():  # the caller went away
                 continue
-            if isinstance(result, BaseException):
-                job.future.set_exception(result)
-            else:
-                job.future.set_result(result)
+            try:
+                if isinstance(result, BaseException):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+            except Exception as error:
+                self._record_failure(error)
+                job.future.set_exception(self._failure())
 
     def _run_batch(self, jobs: list[_Job]) -> list[Any]:
         """One onnxruntime call for all jobs, then each job's finish on its slice."""
@@ -180,7 +234,9 @@ class Batcher:
         try:
             outputs = self.run(rows)
         except Exception as error:  # a failed run fails every request in it, and only those
-            return [error] * len(jobs)
+            self._record_failure(error)
+            return [self._failure()] * len(jobs)
+        self.failures_in_a_row = 0
         results: list[Any] = []
         offset = 0
         for job in jobs:
@@ -189,8 +245,12 @@ class Batcher:
             offset += n
             try:
                 results.append(job.finish(mine) if job.finish else mine)
-            except Exception as error:
+            except Rejected as error:
                 results.append(error)
+            except Exception as error:  # a bug in the finish: this request alone gets a 500, and it is logged
+                log.error("finishing a request of %s's %s failed", self.model, self.network, exc_info=error)
+                self._failures.inc()
+                results.append(self._failure())
         self._batch_sizes.observe(len(rows))
         self._run_time.observe(time.perf_counter() - start)
         return results

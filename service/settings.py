@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * MIB, ge=1024, description="larger request bodies get a 413")
     max_items: int = Field(default=256, ge=1, description="images or latents in one request")
     max_image_side: int = Field(default=1024, ge=8, description="pixels; larger uploads get a 413")
+    max_request_pixels: int = Field(
+        default=16 * MIB,
+        ge=64 * 64,
+        description="pixels decoded for one request, all its images together (each counted before it is decoded); 413",
+    )
+    upload_slots: int = Field(
+        default=2, ge=1, description="large uploads (over 1 MiB) read and decoded at once; the rest wait their turn"
+    )
     max_traverse_steps: int = Field(default=32, ge=2)
     latent_bound: float = Field(default=20.0, gt=0, description="latent values must lie in [-bound, bound]")
 
@@ -47,6 +55,9 @@ class Settings(BaseSettings):
         "0 batches only what queued during the last run",
     )
     queue_depth: int = Field(default=256, ge=1, description="requests waiting or running per model and network")
+    failures_until_unready: int = Field(
+        default=3, ge=1, description="failed runs in a row after which a network makes /readyz answer 503"
+    )
     inference_threads: int = Field(default=1, ge=1, description="threads that run batches, shared by all models")
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per session; 0 = all cores")
     inter_op_threads: int = Field(default=1, ge=0)

@@ -66,10 +66,10 @@ async def decode_call(call: Call, registry: Registry, settings: Settings) -> Rep
         chosen = registry.get(call.query.get("model"))
         call.state["model"] = chosen.name
         shape = call.headers.get("x-shape") or call.query.get("shape")
-        latents = binary_latents(call.body, shape, chosen.manifest, settings)
+        latents = binary_latents(await call.read(), shape, chosen.manifest, settings)
         fmt = "png"
     else:
-        body = call.parse_json(DecodeRequest, also=(BINARY,))
+        body = await call.parse_json(DecodeRequest, also=(BINARY,))
         chosen = registry.get(body.model)
         call.state["model"] = chosen.name
         latents = check_latents(body.latents, "latents", chosen.manifest, settings)
@@ -94,4 +94,4 @@ async def decode_call(call: Call, registry: Registry, settings: Settings) -> Rep
     openapi_extra=documented_body(DecodeRequest, BINARY_BODY) | {"parameters": BINARY_PARAMETERS},
 )
 async def decode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    return (await decode_call(await Call.of(request), registry, settings)).response()
+    return (await decode_call(Call.of(request), registry, settings)).response()

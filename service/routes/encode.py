@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
+from service import arraytext
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import Rejected
 from service.forms import parse_form
@@ -21,6 +23,11 @@ from service.settings import Settings
 from service.validation import check_count
 
 router = APIRouter(tags=["encode"])
+
+# Bodies above this (or of unknown length) are read and decoded only in one of the `upload_slots`, so that
+# memory is bounded by the slots and not by how many clients upload at once.
+LARGE_BODY_BYTES = 1 << 20
+ARRAY_EXPECTED = "a nested array of numbers (C, H, W) or (H, W) in [0, 1]"
 
 MULTIPART_BODY = {
     MULTIPART: {
@@ -39,9 +46,8 @@ MULTIPART_BODY = {
 }
 
 
-def _multipart(call: Call, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
-    content_type = call.headers.get("content-type", "")
-    parts = parse_form(content_type, call.body, max_files=settings.max_items, max_fields=settings.max_items + 8)
+def _multipart(content_type: str, body: bytes, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
+    parts = parse_form(content_type, body, max_files=settings.max_items, max_fields=settings.max_items + 8)
     images: list[Any] = []
     options: dict[str, Any] = {}
     for key, value in parts:
@@ -52,20 +58,43 @@ def _multipart(call: Call, settings: Settings) -> tuple[EncodeOptions, list[Any]
     return EncodeOptions.model_validate(options), images
 
 
-def _read(call: Call, registry: Registry, settings: Settings) -> tuple[EncodeOptions, Model, np.ndarray]:
-    """Body to (options, model, (B, C, H, W) images): form parsing and image decoding, in a pool thread."""
+def _parse_json(body: bytes, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
+    """The options and images of a JSON body, its number arrays read by ``arraytext`` (no Python floats)."""
+    try:
+        split = arraytext.split(body, "images")
+    except arraytext.NotArrayText:  # not an object with an images list: let the schema say what is wrong
+        parsed = EncodeRequest.model_validate_json(body)
+        return parsed, parsed.images
+    parsed = EncodeRequest.model_validate_json(split.rest)
+    side = settings.max_image_side
+    arrays = {
+        i: arraytext.numbers(text, f"images[{i}]", ARRAY_EXPECTED, 3 * side * side) for i, text in split.arrays.items()
+    }
+    return parsed, arraytext.merged(list(parsed.images), arrays)
+
+
+def _read(call: Call, body: bytes, registry: Registry, settings: Settings) -> tuple[EncodeOptions, Model, np.ndarray]:
+    """Body to (options, model, (B, C, H, W) images): form or JSON parsing and image decoding, in a pool thread."""
     if call.content_type() == MULTIPART:
-        options, raw = _multipart(call, settings)
+        options, raw = _multipart(call.headers.get("content-type", ""), body, settings)
     else:
-        body = call.parse_json(EncodeRequest, also=(MULTIPART,))
-        options, raw = body, body.images
+        options, raw = _parse_json(body, settings)
     chosen = registry.get(options.model)
     call.state["model"] = chosen.name
     check_count(len(raw), "images", settings)
     if not raw:
         raise Rejected(422, "images", "at least one image", "none")
-    reader = ImageReader(chosen.manifest.image_shape, settings.max_image_side, options.resize)
+    shape, side = chosen.manifest.image_shape, settings.max_image_side
+    reader = ImageReader(shape, side, options.resize, settings.max_request_pixels)
     return options, chosen, reader.read_all(raw, "images")
+
+
+def _upload_slot(call: Call) -> AbstractAsyncContextManager[Any]:
+    declared = call.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) <= LARGE_BODY_BYTES:
+        return nullcontext()
+    slots: AbstractAsyncContextManager[Any] = call.app_state.upload_slots
+    return slots
 
 
 def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
@@ -78,9 +107,11 @@ def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Re
 
 
 async def encode_call(call: Call, registry: Registry, settings: Settings) -> Reply:
-    # Form parsing and image decoding would hold the event loop for most of a small request's time.
-    loop = asyncio.get_running_loop()
-    options, chosen, images = await loop.run_in_executor(None, _read, call, registry, settings)
+    async with _upload_slot(call):
+        body = await (call.read() if call.content_type() == MULTIPART else call.json_body(also=(MULTIPART,)))
+        # Form parsing and image decoding would hold the event loop for most of a small request's time.
+        loop = asyncio.get_running_loop()
+        options, chosen, images = await loop.run_in_executor(None, _read, call, body, registry, settings)
     finish = partial(_encoded, chosen.name, options.sample, options.seed)
     reply: Reply = await chosen.encoder.submit(images, finish)
     return reply
@@ -93,4 +124,4 @@ async def encode_call(call: Call, registry: Registry, settings: Settings) -> Rep
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
 async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    return (await encode_call(await Call.of(request), registry, settings)).response()
+    return (await encode_call(Call.of(request), registry, settings)).response()

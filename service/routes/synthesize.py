@@ -36,7 +36,7 @@ def _finish(model: str, latent: np.ndarray, raw: bool, outputs: Outputs) -> Repl
 
 
 async def synthesize_call(call: Call, registry: Registry, settings: Settings) -> Reply:
-    body = call.parse_json(SynthesizeRequest)
+    body = await call.parse_json(SynthesizeRequest)
     model = registry.get(body.model)
     call.state["model"] = model.name
     calibration = model.manifest.calibration
@@ -61,4 +61,4 @@ async def synthesize_call(call: Call, registry: Registry, settings: Settings) ->
     openapi_extra=documented_body(SynthesizeRequest),
 )
 async def synthesize(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    return (await synthesize_call(await Call.of(request), registry, settings)).response()
+    return (await synthesize_call(Call.of(request), registry, settings)).response()
