@@ -23,7 +23,10 @@ import pytest
 from PIL import Image, ImageDraw
 from service_harness import REPO, add_calibration, copy_artifact, metric, serve
 
+from service.app import create_app
 from service.cpus import available_cpus
+from service.fastpath import FastRoutes
+from service.settings import Settings
 
 KEY = "fast-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -133,6 +136,18 @@ def test_fast_paths_reject_with_the_same_status_and_message(servers: tuple[httpx
         answer = same_answer(servers, path, headers=headers, **request)
         assert 400 <= answer.status_code < 500, (path, answer.text)
         assert answer.json()["detail"], (path, answer.text)
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+def test_the_fast_paths_are_in_the_app_when_on(model_dir: Path, fast_paths: bool) -> None:
+    """Answers cannot tell the two paths apart (that is the point), so look at the app the server builds."""
+    app = create_app(Settings(model_dir=model_dir, fast_paths=fast_paths))
+    layer, found = app.build_middleware_stack(), []
+    while layer is not None:
+        if isinstance(layer, FastRoutes):
+            found.append(sorted(layer.routes))
+        layer = getattr(layer, "app", None)
+    assert found == ([["/decode", "/encode", "/synthesize"]] if fast_paths else [])
 
 
 def test_the_api_key_guards_the_fast_paths(servers: tuple[httpx.Client, httpx.Client]) -> None:
