@@ -17,13 +17,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from service.admission import Admission
+from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
 from service.errors import install_error_handlers
 from service.fastpath import FastRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
-from service.routes import decode, encode, health, models, synthesize, traverse
+from service.routes import admin, decode, encode, health, models, synthesize, traverse
 from service.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Python's default 5 ms switch interval a busy loop keeps the inference thread waiting whole slices.
         sys.setswitchinterval(GIL_SWITCH_S)
         pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+        app.state.pool = pool
         app.state.registry = load_registry(settings, pool, metrics)
         try:
             yield
@@ -59,12 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.upload_slots = asyncio.Semaphore(settings.upload_slots)
+    app.state.reload_lock = asyncio.Lock()
     install_error_handlers(app)
 
     # Without a key the check is left out entirely rather than run as a no-op on every request.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     # Routes are matched in order, so the busiest go first.
-    for resource in (decode, encode, traverse, synthesize, models):
+    for resource in (decode, encode, traverse, synthesize, models, admin):
         app.include_router(resource.router, dependencies=guarded)
     app.include_router(health.router)
 
@@ -87,7 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Shape", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Shape", "X-Latent", "X-Traverse-Dims", "X-Traverse-Ranges"],
         )
+    app.add_middleware(Admission, limit=settings.admission_limit, backlog=settings.admission_backlog)
     app.add_middleware(
         RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes, access_log=settings.access_log
     )
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     return app

@@ -4,9 +4,9 @@
     disentangle-serve --model-dir models --workers 2      # one process per core on a two-core host
 
 Flags override the matching DISENTANGLE_* environment variables; every other setting comes from those.
-With ``--workers N`` (DISENTANGLE_WORKERS) uvicorn starts N processes that share the port, each loading every
-model and running its own event loop and inference thread: the HTTP work, which one loop cannot spread over
-cores, then uses them all.
+With ``--workers N`` (DISENTANGLE_WORKERS; 0 = one per CPU this process may use) uvicorn starts N processes
+that share the port, each loading every model and running its own event loop and inference thread: the HTTP
+work, which one event loop cannot spread over cores, then uses them all.
 """
 
 from __future__ import annotations
@@ -14,19 +14,46 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from pydantic import ValidationError
 from starlette.types import ASGIApp
+from uvicorn.supervisors import Multiprocess
 
 from service.cpus import available_cpus
+from service.deadlines import deadline_protocol
 from service.errors import validation_body
 from service.logs import configure_logging
 from service.settings import Settings
 
+# What a worker process imports (by name: uvicorn's workers are spawned, and get their settings from the
+# environment, which `main` fills in from its flags).
+WORKER_APP = "service.cli:worker_app"
+WORKER_PROTOCOL = "service.cli:WorkerProtocol"
 
-def _serve(app: ASGIApp | str, settings: Settings, workers: int | None = None) -> None:
-    uvicorn.run(
+
+def worker_app() -> ASGIApp:
+    """The app of one worker process (``uvicorn --factory service.cli:worker_app``)."""
+    from service.app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> object:
+    # The HTTP protocol with the header and body deadlines, built from the environment's settings when a
+    # worker imports it: a class made by a function cannot be pickled over to a spawned process.
+    if name == "WorkerProtocol":
+        settings = Settings()
+        return deadline_protocol(settings.header_timeout_s, settings.body_timeout_s)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _config(app: ASGIApp | str, http: type | str, settings: Settings, workers: int) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         factory=isinstance(app, str),
         workers=workers,
@@ -37,17 +64,10 @@ def _serve(app: ASGIApp | str, settings: Settings, workers: int | None = None) -
         server_header=False,
         # Nothing here reads client addresses; parsing X-Forwarded-* would be one more layer per request.
         proxy_headers=False,
+        http=http,
+        # uvicorn waits for every connection to finish on shutdown; this bounds the wait (typed int, takes float).
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
-
-
-def worker_app() -> ASGIApp:
-    """The app of one worker process (``uvicorn --factory service.cli:worker_app``), configured from the
-    environment, which ``main`` has filled in from its flags."""
-    from service.app import create_app
-
-    settings = Settings()
-    configure_logging(settings.log_level)
-    return create_app(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,12 +94,29 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here: with workers, the supervisor process never builds an app and stays small.
         from service.app import create_app
 
-        _serve(create_app(settings), settings)
-    else:
-        # Worker processes build their own app from the environment, so the flags travel there.
-        os.environ.update({f"DISENTANGLE_{k.upper()}": str(v) for k, v in overrides.items()})
-        _serve("service.cli:worker_app", settings, workers)
+        protocol = deadline_protocol(settings.header_timeout_s, settings.body_timeout_s)
+        Server(_config(create_app(settings), protocol, settings, 1)).run()
+        return 0
+    os.environ.update({f"DISENTANGLE_{k.upper()}": str(v) for k, v in overrides.items()})
+    config = _config(WORKER_APP, WORKER_PROTOCOL, settings, workers)
+    # The supervisor binds the socket, starts the workers, restarts one that dies, and on SIGTERM or SIGINT
+    # stops them all (each with its graceful-shutdown deadline) and returns.
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM or SIGINT it has handled ends the process with exit code 0.
+
+    uvicorn re-raises the signal after its graceful shutdown, so the process dies of it (status 143); a
+    stop that went as planned should read as success to an orchestrator or a shell.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 if __name__ == "__main__":

@@ -3,10 +3,17 @@
 Every sub-folder of ``model_dir`` is one artifact. Each is checked on its own (manifest schema, sha256 of
 both ONNX files, the networks' input and output shapes, one warm-up run); a folder that fails any check is
 recorded with the reason and skipped, so one broken artifact never takes the others down.
+
+A loaded model lives in memory; its files may change under it. ``Registry.check_files`` (run by /readyz and
+/models) notices a file that vanished or no longer matches its manifest and reports the model as broken
+while it keeps serving from memory. ``reload_registry`` builds the next registry from the folders as they
+are now: unchanged artifacts keep their sessions, changed ones are loaded afresh, and one that fails to load
+keeps its previous model.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -35,6 +42,17 @@ class BrokenArtifact:
     error: str
 
 
+Stat = tuple[int, int]  # (size, mtime_ns): when it is unchanged, so is the file's content for our purposes
+
+
+def _stat(path: Path) -> Stat | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
 @dataclass
 class Model:
     manifest: Manifest
@@ -42,10 +60,56 @@ class Model:
     encoder: Batcher
     decoder: Batcher
     card: tuple[str, ...] = ()  # the PNG pictures of the model card (`disentangle-train eval` writes them)
+    digests: dict[str, str] | None = None  # sha256 of manifest.json and the ONNX files as loaded, by file name
+    # (file name, its stat) -> its sha256, so that an unchanged file is hashed once, not on every check
+    _hashed: dict[tuple[str, Stat], str] | None = None
 
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    def _digest(self, name: str) -> str | None:
+        path = self.folder / name
+        stat = _stat(path)
+        if stat is None:
+            return None
+        if self._hashed is None:
+            self._hashed = {}
+        key = (name, stat)
+        if key not in self._hashed:
+            try:
+                self._hashed[key] = sha256_of(path)
+            except OSError:
+                return None
+        return self._hashed[key]
+
+    def files_problem(self) -> str | None:
+        """Why the files on disk can no longer serve this model (gone, or not what their manifest says).
+
+        A consistent new version (a new manifest with ONNX files that match it) is no problem: a reload
+        picks it up.
+        """
+        if not self.folder.is_dir():
+            return f"the folder {self.folder.name} vanished"
+        if self._digest(MANIFEST_NAME) is None:
+            return f"{MANIFEST_NAME} vanished"
+        try:
+            files = json.loads((self.folder / MANIFEST_NAME).read_bytes())["files"]
+            declared = {role: (files[role]["path"], files[role]["sha256"]) for role in ("encoder", "decoder")}
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"{MANIFEST_NAME} is no longer a readable manifest"
+        for path, sha256 in declared.values():
+            actual = self._digest(path)
+            if actual is None:
+                return f"{path} vanished"
+            if actual != sha256:
+                return f"{path} no longer matches the sha256 in {MANIFEST_NAME} (truncated or overwritten)"
+        return None
+
+    def unchanged_on_disk(self) -> bool:
+        if self.digests is None:
+            return False
+        return all(self._digest(name) == digest for name, digest in self.digests.items())
 
 
 class Registry:
@@ -57,6 +121,19 @@ class Registry:
             self.default = next(iter(self.models), None)
         else:
             self.default = configured_default if configured_default in self.models else None
+        self.on_disk: dict[str, str] = {}  # loaded models whose files went bad, and why (see check_files)
+
+    def check_files(self) -> None:
+        """Look at every loaded model's files again (cheap: a stat per file, hashing only what changed)."""
+        self.on_disk = {name: why for name, model in self.models.items() if (why := model.files_problem())}
+
+    def all_broken(self) -> list[BrokenArtifact]:
+        """Folders that failed to load, then loaded models whose files went bad (they still serve)."""
+        serving = [
+            BrokenArtifact(self.models[name].folder.name, f"{why}; still serving {name} from memory")
+            for name, why in self.on_disk.items()
+        ]
+        return self.broken + serving
 
     @property
     def problem(self) -> str | None:
@@ -65,8 +142,9 @@ class Registry:
             return "no model loaded" + (f"; broken: {[b.folder for b in self.broken]}" if self.broken else "")
         if self.default is None:
             return f"the configured default model {self.configured_default!r} is not loaded"
-        failing = [why for m in self.models.values() for b in (m.encoder, m.decoder) if (why := b.failing) is not None]
-        return "; ".join(failing) if failing else None
+        problems = [why for m in self.models.values() for b in (m.encoder, m.decoder) if (why := b.failing) is not None]
+        problems += [f"{name}'s files: {why} (still serving from memory)" for name, why in self.on_disk.items()]
+        return "; ".join(problems) if problems else None
 
     def get(self, name: str | None) -> Model:
         key = name if name is not None else self.default
@@ -129,16 +207,42 @@ def load_model(folder: Path, settings: Settings, pool: Executor, metrics: Metric
     _check_shapes(batchers["encoder"], np.zeros((2, *shape), np.float32), [(2, d), (2, d)], "encoder")
     _check_shapes(batchers["decoder"], np.zeros((2, d), np.float32), [(2, *shape)], "decoder")
     card = tuple(sorted(p.name for p in (folder / CARD_DIR).glob("*.png") if p.is_file()))
-    return Model(manifest, folder, batchers["encoder"], batchers["decoder"], card)
+    digests = {name: sha256_of(folder / name) for name in (MANIFEST_NAME, *(e.path for e in manifest.files.values()))}
+    return Model(manifest, folder, batchers["encoder"], batchers["decoder"], card, digests)
+
+
+def _folders(settings: Settings) -> list[Path]:
+    return sorted(p for p in settings.model_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def load_registry(settings: Settings, pool: Executor, metrics: Metrics) -> Registry:
+    return reload_registry(None, settings, pool, metrics).registry
+
+
+@dataclass
+class Reload:
+    registry: Registry
+    loaded: list[str]  # models loaded afresh (new or changed on disk)
+    unchanged: list[str]  # models whose files had not changed: same sessions
+    kept: dict[str, str]  # models whose folder failed to load (or vanished): the previous one serves, and why
+
+
+def reload_registry(previous: Registry | None, settings: Settings, pool: Executor, metrics: Metrics) -> Reload:
+    """The registry of the folders as they are now; ``previous``'s models stand in for folders that fail."""
+    old_by_folder = {m.folder.name: m for m in previous.models.values()} if previous is not None else {}
     models: list[Model] = []
     broken: list[BrokenArtifact] = []
-    folders = sorted(p for p in settings.model_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loaded: list[str] = []
+    unchanged: list[str] = []
+    kept: dict[str, str] = {}
+    folders = _folders(settings)
     for folder in folders:
+        old = old_by_folder.get(folder.name)
         try:
-            model = load_model(folder, settings, pool, metrics)
+            if old is not None and old.unchanged_on_disk():
+                model = old
+            else:
+                model = load_model(folder, settings, pool, metrics)
             if any(m.name == model.name for m in models):
                 raise ArtifactError(f"another folder already serves a model named {model.name!r}")
         # Anything at all may go wrong in a foreign folder (onnxruntime raises its own types); none of it may
@@ -146,9 +250,22 @@ def load_registry(settings: Settings, pool: Executor, metrics: Metrics) -> Regis
         except Exception as error:
             broken.append(BrokenArtifact(folder.name, str(error)))
             log.error("skipped artifact %s: %s", folder.name, error)
+            if old is not None and not any(m.name == old.name for m in models):
+                models.append(old)
+                kept[old.name] = str(error)
             continue
         models.append(model)
-        log.info("loaded model %s from %s", model.name, folder)
+        (unchanged if model is old else loaded).append(model.name)
+        if model is not old:
+            log.info("loaded model %s from %s", model.name, folder)
+    # A loaded model whose folder is gone keeps serving from memory (check_files reports it) until a restart.
+    present = {f.name for f in folders}
+    for name, old in old_by_folder.items():
+        if name not in present and not any(m.name == old.name for m in models):
+            models.append(old)
+            kept[old.name] = f"the folder {name} vanished"
+    registry = Registry(models, broken, settings.default_model)
+    registry.check_files()
     metrics.models.set(len(models))
-    metrics.broken.set(len(broken))
-    return Registry(models, broken, settings.default_model)
+    metrics.broken.set(len(registry.all_broken()))
+    return Reload(registry, loaded, unchanged, kept)

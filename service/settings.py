@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         "0 batches only what queued during the last run",
     )
     queue_depth: int = Field(default=256, ge=1, description="requests waiting or running per model and network")
+    admission_limit: int = Field(
+        default=256, ge=1, description="inference requests parsed and in progress at once; later ones wait unread"
+    )
+    admission_backlog: int = Field(
+        default=1024, ge=0, description="inference requests waiting for admission; past it a 429 before the body"
+    )
     failures_until_unready: int = Field(
         default=3, ge=1, description="failed runs in a row after which a network makes /readyz answer 503"
     )
@@ -62,6 +68,16 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per session; 0 = all cores")
     inter_op_threads: int = Field(default=1, ge=0)
     providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+
+    header_timeout_s: float = Field(
+        default=5.0, gt=0, description="a connection's request headers must be complete this long after it starts"
+    )
+    body_timeout_s: float = Field(
+        default=5.0, gt=0, description="longest silence inside a request body before a 408 and a closed connection"
+    )
+    shutdown_timeout_s: float = Field(
+        default=5.0, ge=0, description="on SIGTERM, how long requests in flight may still run before they are cut"
+    )
 
     api_key: SecretStr | None = Field(default=None, description="when set, every endpoint but health needs it")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -16,8 +16,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Models are loaded and the default model is among them; 503 otherwise")
+@router.get(
+    "/readyz",
+    summary="Models are loaded, the default among them, no network keeps failing and no loaded model's files "
+    "went bad; 503 naming what is wrong otherwise",
+)
 async def readyz(registry: RegistryDep) -> dict[str, object]:
+    registry.check_files()
     problem = registry.problem
     if problem is not None:
         raise Rejected(503, None, "at least one loaded model, the default among them", problem)

@@ -15,10 +15,11 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.get("", summary="Every loaded model, the default, and the artifacts that failed to load")
 async def list_models(registry: RegistryDep) -> ModelList:
+    registry.check_files()
     return ModelList(
         default=registry.default,
         models=[ModelInfo.of(m.manifest, m.card) for m in registry.models.values()],
-        broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.broken],
+        broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.all_broken()],
     )
 
 
@@ -36,4 +37,7 @@ async def get_card_picture(name: str, file: str, registry: RegistryDep, request:
     # Only the names listed at load time are served: no path from the request reaches the file system.
     if file not in model.card:
         raise Rejected(404, "file", f"one of {list(model.card)}", shown(file))
-    return FileResponse(model.folder / CARD_DIR / file, media_type="image/png")
+    path = model.folder / CARD_DIR / file
+    if not path.is_file():  # deleted since the model was loaded: the listing is from load time
+        raise Rejected(404, "file", f"a card picture still on disk in {model.folder.name}/{CARD_DIR}", shown(file))
+    return FileResponse(path, media_type="image/png")

@@ -1,0 +1,56 @@
+"""Admission: past ADMISSION_LIMIT inference requests in progress the next ones wait unread, and past the
+backlog a 429 comes back before the body is read, while health and listings still answer."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from service_harness import copy_artifact, serve
+
+GOOD = {"latents": [[0.0] * 10]}
+
+
+@pytest.fixture(scope="module")
+def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("service-admission") / "models"
+    copy_artifact(smoke_artifact, root, "smoke")
+    with serve(root, admission_limit=1, admission_backlog=1, body_timeout_s=60) as base:
+        yield base
+
+
+def stalled_upload(url: str) -> socket.socket:
+    """A /decode whose client sends its headers and part of its body, then nothing: it holds its place."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = b"POST /decode HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    sock.sendall(head + b'{"latents": [[0.0, ')
+    return sock
+
+
+def test_past_the_limit_requests_wait_and_past_the_backlog_get_a_429_before_their_body(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        assert http.post("/decode", json=GOOD).status_code == 200
+        with ExitStack() as stack:
+            stack.enter_context(stalled_upload(url))  # in progress: the one place
+            waiting = stack.enter_context(stalled_upload(url))  # the one waiting; its body is never read
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/models").status_code == 200
+            refused = http.post("/decode", json=GOOD)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            assert "at most 1 requests in progress and 1 waiting" in refused.json()["detail"]
+            # Refused on its headers alone: a body announced but never sent makes no difference.
+            with socket.create_connection(waiting.getpeername()[:2], timeout=30) as bare:
+                bare.sendall(b"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Length: 5000000\r\n\r\n")
+                assert bare.recv(65536).startswith(b"HTTP/1.1 429")
+        # The stalled clients are gone: once the server has seen them go, their places are free again.
+        deadline = time.monotonic() + 30
+        while (answer := http.post("/decode", json=GOOD)).status_code == 429 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert answer.status_code == 200
+        assert http.post("/encode", json={"images": [[[0.0] * 64] * 64]}).status_code == 200
