@@ -1,12 +1,14 @@
-# The two commands of the project are `make run` and `make test`; both set up .venv on first use.
+# The two commands of the project are `make run` and `make test`; each sets up its own venv on first use:
+# `make run` a serve-only one (.venv-serve: the base install, no torch), `make test` the full one (.venv).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+SERVE_VENV := .venv-serve
 MODELS ?= models
 # The service's default model: the dSprites beta-TCVAE when it is bundled, else the first by name.
 DEFAULT_MODEL ?= $(if $(wildcard $(MODELS)/dsprites_beta_tcvae/manifest.json),dsprites_beta_tcvae,)
 
-.PHONY: run test lint bench zoo clean
+.PHONY: run models-present test lint bench zoo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +16,26 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $@
 
-# Serve the bundled models; with none bundled, train and export the smoke preset first.
-run: $(VENV)/.installed
-	@if ! ls $(MODELS)/*/manifest.json >/dev/null 2>&1; then \
-		$(BIN)/disentangle-train fit --preset smoke --export-dir $(MODELS)/smoke; fi
-	$(if $(DEFAULT_MODEL),DISENTANGLE_DEFAULT_MODEL=$(DEFAULT_MODEL)) $(BIN)/disentangle-serve --model-dir $(MODELS)
+# Serving needs only the base dependencies (onnxruntime, FastAPI): no torch, no browser.
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install --quiet --upgrade pip
+	$(SERVE_VENV)/bin/pip install --quiet -e .
+	touch $@
 
-# The browser tests need Debian's Chromium; the container tests prepare podman themselves.
+# Serve the models under $(MODELS) (the bundled zoo by default; `make run MODELS=models-local` for your own).
+# Checked before anything is installed; serving never trains, so it never needs torch.
+run: models-present $(SERVE_VENV)/.installed
+	$(if $(DEFAULT_MODEL),DISENTANGLE_DEFAULT_MODEL=$(DEFAULT_MODEL)) $(SERVE_VENV)/bin/disentangle-serve --model-dir $(MODELS)
+
+models-present:
+	@if ! ls $(MODELS)/*/manifest.json >/dev/null 2>&1; then \
+		echo "make run: no model under $(MODELS)/ (a folder holding manifest.json)." >&2; \
+		echo "  The zoo is committed under models/: restore it with 'git checkout -- models'," >&2; \
+		echo "  or train one (README, Train) and serve it with 'make run MODELS=models-local'." >&2; \
+		exit 1; fi
+
+# The browser tests need Debian's Chromium; the container tests use Docker, or podman (tests/test_container.py).
 test: $(VENV)/.installed
 	@if [ -x scripts/install-browser.sh ]; then scripts/install-browser.sh; fi
 	$(BIN)/python -m pytest -q
@@ -40,4 +55,4 @@ zoo: $(VENV)/.installed
 	$(BIN)/disentangle-train eval $(MODELS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs test-artifacts
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache runs test-artifacts

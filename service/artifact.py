@@ -4,9 +4,12 @@ An artifact is a folder holding ``encoder.onnx``, ``decoder.onnx`` and ``manifes
 the manifest's schema; ``training`` imports it to write manifests, ``service`` to read them. It depends on
 pydantic and numpy alone, so both halves can import it.
 
-Tensor contract of the ONNX files:
-  encoder: ``image`` (B, C, H, W) float32 in [0, 1]  ->  ``mu`` (B, d), ``logvar`` (B, d)
+Tensor contract of the ONNX files, with the manifest's ``layout`` (``LatentLayout``): ``d = layout.size`` is the
+decoder's input width, ``c = layout.continuous`` and ``k = layout.classes`` the total number of categorical classes:
+  encoder: ``image`` (B, C, H, W) float32 in [0, 1]  ->  ``mu`` (B, c), ``logvar`` (B, c)
+                                                         [+ ``probabilities`` (B, k) when the layout has categories]
   decoder: ``z`` (B, d) float32                      ->  ``image`` (B, C, H, W) float32 in [0, 1]
+An artifact of schema version 1 has no ``layout``: it reads as all-continuous (c = d, no ``probabilities``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[2] = 2  # 2: the latent layout (categorical and noise parts); 1 still loads as all-continuous
 MANIFEST_NAME = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
@@ -50,6 +53,81 @@ class DatasetInfo(_Strict):
     factors: list[FactorSpec] = Field(default_factory=list)
     size: int | None = Field(default=None, ge=1, description="number of distinct images, when finite")
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class CategoricalPart(_Strict):
+    """One categorical latent code: ``classes`` entries of the flat latent vector holding a one-hot vector or a
+    probability vector over the classes (JointVAE's relaxed categorical, InfoGAN's categorical code)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    classes: int = Field(ge=2, le=1024)
+
+
+class LatentLayout(_Strict):
+    """How the flat latent vector the decoder takes is made of parts, in this order:
+
+        [ continuous (c) | categorical[0] (K_0) | categorical[1] (K_1) | ... | noise (n) ]
+
+    ``continuous`` dims are Gaussian codes (the encoder answers their mu and logvar); each categorical part is a
+    one-hot or probability vector over its classes (the encoder answers its probabilities); ``noise`` dims are a
+    GAN's incompressible noise, which no encoder reads back (decoded as 0 unless a caller sets them).
+    """
+
+    continuous: int = Field(ge=0, le=1024)
+    categorical: list[CategoricalPart] = Field(default_factory=list)
+    noise: int = Field(default=0, ge=0, le=1024)
+
+    @model_validator(mode="after")
+    def _valid(self) -> LatentLayout:
+        names = [part.name for part in self.categorical]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"categorical part names must be unique, {repeated} repeat")
+        if self.size < 1:
+            raise ValueError("the layout must hold at least one latent dim")
+        return self
+
+    @property
+    def classes(self) -> int:
+        """Total entries of all categorical parts."""
+        return sum(part.classes for part in self.categorical)
+
+    @property
+    def size(self) -> int:
+        """Width of the flat latent vector: the decoder's input."""
+        return self.continuous + self.classes + self.noise
+
+    def part_slices(self) -> dict[str, slice]:
+        """Each categorical part's slice of the flat vector, in layout order."""
+        slices, start = {}, self.continuous
+        for part in self.categorical:
+            slices[part.name] = slice(start, start + part.classes)
+            start += part.classes
+        return slices
+
+    def probability_slices(self) -> dict[str, slice]:
+        """Each categorical part's slice of the encoder's (B, k) ``probabilities`` output."""
+        c = self.continuous
+        return {name: slice(w.start - c, w.stop - c) for name, w in self.part_slices().items()}
+
+    @property
+    def noise_slice(self) -> slice:
+        return slice(self.continuous + self.classes, self.size)
+
+    def flat(self, continuous: np.ndarray, probabilities: np.ndarray | None = None) -> np.ndarray:
+        """(B, c) continuous codes and (B, k) concatenated probabilities -> (B, d) flat latents (noise zero)."""
+        continuous = np.asarray(continuous, dtype=np.float32)
+        batch = continuous.shape[0]
+        if continuous.shape != (batch, self.continuous):
+            raise ValueError(f"continuous codes must be (B, {self.continuous}), got {continuous.shape}")
+        parts = [continuous]
+        if self.classes:
+            if probabilities is None or np.shape(probabilities) != (batch, self.classes):
+                got = None if probabilities is None else np.shape(probabilities)
+                raise ValueError(f"probabilities must be (B, {self.classes}), got {got}")
+            parts.append(np.asarray(probabilities, dtype=np.float32))
+        parts.append(np.zeros((batch, self.noise), dtype=np.float32))
+        return np.concatenate(parts, axis=1)
 
 
 class LatentStat(_Strict):
@@ -83,12 +161,18 @@ class FactorCalibration(_Strict):
     ``values[i]``, the latent values on ``dims`` that produce it (the conditional mean of mu). A factor in one
     of the calibration's ``groups`` is synthesised from the group's table instead; its codes stay as the
     average code of each value.
+
+    A factor read from a categorical latent part names it in ``part``; ``classes[i]`` is the class that
+    ``values[i]`` maps onto (the class with the highest mean probability over that value's images), ``dims``
+    are the part's entries of the flat latent and each code row is that class's one-hot vector.
     """
 
     name: str
     values: list[FactorValue] = Field(min_length=1)
     dims: list[int]
     codes: list[list[float]]
+    part: str | None = Field(default=None, description="the categorical latent part carrying this factor")
+    classes: list[int] | None = Field(default=None, description="per value, its class in ``part``")
 
     @model_validator(mode="after")
     def _codes_match(self) -> FactorCalibration:
@@ -97,6 +181,13 @@ class FactorCalibration(_Strict):
         for row in self.codes:
             if len(row) != len(self.dims):
                 raise ValueError(f"a code row has {len(row)} entries, expected one per dim ({len(self.dims)})")
+        if (self.part is None) != (self.classes is None):
+            raise ValueError("part and classes come together: a factor on a categorical part names both")
+        if self.classes is not None:
+            if len(self.classes) != len(self.values):
+                raise ValueError(f"classes has {len(self.classes)} entries, expected one per value")
+            if any(not 0 <= c < len(self.dims) for c in self.classes):
+                raise ValueError(f"classes must lie in [0, {len(self.dims)}), got {self.classes}")
         return self
 
 
@@ -150,22 +241,31 @@ class Calibration(_Strict):
 
 
 class Manifest(_Strict):
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    objective: Literal["ae", "vae", "beta_vae", "beta_tcvae"]
+    objective: Literal["ae", "vae", "beta_vae", "beta_tcvae", "joint_vae", "infogan"]
     architecture: Literal["conv", "mlp"]
     likelihood: Literal["bernoulli", "gaussian"]
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     dataset: DatasetInfo
-    latent_dim: int = Field(ge=1, le=1024)
+    latent_dim: int = Field(ge=1, le=4096, description="the decoder's input width, layout.size")
+    layout: LatentLayout = Field(description="the parts of the flat latent; all-continuous in version 1 manifests")
     image_shape: tuple[int, int, int] = Field(description="(C, H, W)")
-    latent_stats: list[LatentStat]
+    latent_stats: list[LatentStat] = Field(description="one per continuous dim (layout.continuous)")
     training: TrainingInfo
     files: dict[Literal["encoder", "decoder"], OnnxFile]
     code_version: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     metrics: dict[str, float | int | str] = Field(default_factory=dict)
     calibration: Calibration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_layout(cls, data: object) -> object:
+        """A manifest written before the layout existed (schema version 1) is all-continuous."""
+        if isinstance(data, dict) and "layout" not in data and isinstance(data.get("latent_dim"), int):
+            return {**data, "layout": {"continuous": data["latent_dim"]}}
+        return data
 
     @field_validator("image_shape")
     @classmethod
@@ -177,8 +277,13 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
-        if len(self.latent_stats) != self.latent_dim:
-            raise ValueError(f"latent_stats has {len(self.latent_stats)} entries, latent_dim is {self.latent_dim}")
+        if self.layout.size != self.latent_dim:
+            raise ValueError(f"layout holds {self.layout.size} dims, latent_dim is {self.latent_dim}")
+        if len(self.latent_stats) != self.layout.continuous:
+            raise ValueError(
+                f"latent_stats has {len(self.latent_stats)} entries, expected one per continuous dim "
+                f"({self.layout.continuous})"
+            )
         if set(self.files) != {"encoder", "decoder"}:
             raise ValueError("files must name both 'encoder' and 'decoder'")
         for stat in self.latent_stats:
@@ -190,11 +295,18 @@ class Manifest(_Strict):
             for factor in self.calibration.factors:
                 if any(not 0 <= d < self.latent_dim for d in factor.dims):
                     raise ValueError(f"calibration of {factor.name!r} names a dim outside [0, {self.latent_dim})")
+                if factor.part is not None:
+                    where = self.layout.part_slices().get(factor.part)
+                    if where is None or factor.dims != list(range(where.start, where.stop)):
+                        raise ValueError(
+                            f"calibration of {factor.name!r} reads part {factor.part!r}: its dims must be that "
+                            "part's entries of the flat latent"
+                        )
         return self
 
     @property
     def active_dims(self) -> list[int]:
-        """Active dimensions, most informative (highest KL) first."""
+        """Active continuous dimensions, most informative (highest KL) first."""
         ranked = sorted(self.latent_stats, key=lambda s: -s.kl)
         return [s.index for s in ranked if s.active]
 

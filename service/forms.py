@@ -14,6 +14,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.errors import Rejected, shown
 
+MAX_FIELD_BYTES = 1 << 20  # a text field (not a file): what Starlette's parser allows too
+
 
 def _text(data: bytes | bytearray, charset: str) -> str:
     try:
@@ -25,11 +27,10 @@ def _text(data: bytes | bytearray, charset: str) -> str:
 class _Parts:
     """python-multipart's callbacks, collecting (name, value) pairs and enforcing the part counts."""
 
-    def __init__(self, charset: str, max_files: int, max_fields: int, files_field: str) -> None:
+    def __init__(self, charset: str, max_files: int, max_fields: int) -> None:
         self.charset = charset
         self.max_files = max_files
         self.max_fields = max_fields
-        self.files_field = files_field
         self.items: list[tuple[str, str | bytes]] = []
         self.files = 0
         self.fields = 0
@@ -46,6 +47,8 @@ class _Parts:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         self._data += data[start:end]
+        if not self._is_file and len(self._data) > MAX_FIELD_BYTES:
+            raise Rejected(413, "body", "form fields of at most 1 MiB each (send images as files)", "a larger one")
 
     def on_part_end(self) -> None:
         value = bytes(self._data) if self._is_file else _text(self._data, self.charset)
@@ -65,35 +68,33 @@ class _Parts:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         if b"name" not in options:
-            raise Rejected(400, "body", "a Content-Disposition header with a name in every part", "a part without")
+            raise _malformed("a part without a name in its Content-Disposition header")
         self._name = _text(options[b"name"], self.charset)
         self._is_file = b"filename" in options
         if self._is_file:
             self.files += 1
-            if self.files > self.max_files:
-                expected = f"at most {self.max_files} items per request"
-                raise Rejected(413, self.files_field, expected, f"more than {self.max_files} files")
         else:
             self.fields += 1
-            if self.fields > self.max_fields:
-                expected = f"at most {self.max_fields} form fields"
-                raise Rejected(413, "body", expected, f"more than {self.max_fields}")
+        if self.files > self.max_files or self.fields > self.max_fields:
+            raise Rejected(413, "images", f"at most {self.max_files} images per request", "more")
 
 
-def parse_form(
-    content_type: str, body: bytes, max_files: int, max_fields: int, files_field: str = "images"
-) -> list[tuple[str, str | bytes]]:
+def _malformed(received: str) -> Rejected:
+    return Rejected(400, "body", "a well-formed multipart/form-data body", received)
+
+
+def parse_form(content_type: str, body: bytes, max_files: int, max_fields: int) -> list[tuple[str, str | bytes]]:
     """The parts of a multipart/form-data ``body`` in order, or a 4xx saying what is wrong with it."""
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
-        raise Rejected(400, "Content-Type", "multipart/form-data with a boundary parameter", shown(content_type))
+        raise _malformed(f"no boundary in the Content-Type {shown(content_type)}")
     charset = params.get(b"charset", b"utf-8").decode("latin-1")
     try:
         charset = codecs.lookup(charset).name
     except LookupError:
         charset = "latin-1"
-    parts = _Parts(charset, max_files, max_fields, files_field)
+    parts = _Parts(charset, max_files, max_fields)
     callbacks = {
         "on_part_begin": parts.on_part_begin,
         "on_part_data": parts.on_part_data,
@@ -108,5 +109,5 @@ def parse_form(
         parser.write(body)
         parser.finalize()
     except FormParserError as error:
-        raise Rejected(400, "body", "a well-formed multipart/form-data body", f"malformed data ({error})") from None
+        raise _malformed(f"invalid multipart data ({error})") from None
     return parts.items

@@ -1,4 +1,4 @@
-"""ASGI middleware around every request: request id, body size limit, metrics and the access log.
+"""ASGI middleware around every request: request id, body size limit, the 500 answer, metrics and the access log.
 
 Written against raw ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a memory
 stream per request; at thousands of requests a second that overhead is visible.
@@ -6,18 +6,19 @@ stream per request; at thousands of requests a second that overhead is visible.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import Rejected
+from service.errors import Rejected, internal_error_body, send_error
 from service.logs import request_id
 from service.metrics import Metrics
+from service.security import TrustedHosts, security_headers
 
 log = logging.getLogger("disentangle.access")
+errors = logging.getLogger("disentangle.error")
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID = 64
 
@@ -31,10 +32,13 @@ def _incoming_id(scope: Scope) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, access_log: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, hosts: TrustedHosts, access_log: bool = True
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.hosts = hosts
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -45,21 +49,33 @@ class RequestContext:
         rid = _incoming_id(scope)
         token = request_id.set(rid)
         status = 500
-        rid_header = (REQUEST_ID_HEADER, rid.encode())
+        started = False
+        added = [(REQUEST_ID_HEADER, rid.encode()), *security_headers(scope["path"])]
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                started = True
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:
+            host = _header(scope, b"host")
             declared = _content_length(scope)
-            if declared is not None and declared > self.max_body:
+            if not self.hosts.allows(host):
+                error = self.hosts.rejection(host)
+                await send_error(send_with_id, error.status, error.body(), [(b"connection", b"close")])
+            elif declared is not None and declared > self.max_body:
                 await self._reject_early(declared, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
+        except Exception:
+            # A bug of ours: the traceback goes to the log under the request id, the caller gets the id only.
+            errors.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if started:
+                raise  # part of a response is out; all that is left is to drop the connection
+            await send_error(send_with_id, 500, internal_error_body(rid))
         finally:
             self._record(scope, status, time.perf_counter() - start)
             request_id.reset(token)
@@ -81,12 +97,8 @@ class RequestContext:
 
     async def _reject_early(self, declared: int, send: Send) -> None:
         error = Rejected(413, "body", f"at most {self.max_body} bytes", f"Content-Length {declared}")
-        payload = json.dumps(error.body()).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         # The unread body stays on the connection, so it must close rather than be reused.
-        headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_error(send, 413, error.body(), [(b"connection", b"close")])
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
@@ -100,6 +112,13 @@ class RequestContext:
             extra = {"status": status, "endpoint": endpoint, "model": model, "ms": round(seconds * 1000, 3)}
             args = (scope["method"], scope["path"], status)
             log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "%s %s %d", args, None, extra=extra))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from service.errors import Rejected
+from service.errors import Rejected, invalid
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -27,8 +27,6 @@ MULTIPART = "multipart/form-data"
 BINARY = "application/octet-stream"
 PNG = "image/png"
 GIF = "image/gif"
-# `curl -d` labels JSON as a form and some clients send text/plain; a JSON body is what they all mean.
-READ_AS_JSON = (JSON, "application/x-www-form-urlencoded", "text/plain")
 
 
 @dataclass
@@ -49,26 +47,27 @@ class Call:
         return cls(request.headers, request.query_params, request.body, state, request.app.state)
 
     def content_type(self) -> str:
-        return self.headers.get("content-type", JSON).split(";", 1)[0].strip().lower()
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
     def accepts(self, media: str) -> bool:
         """Whether the caller asked for ``media`` by name (a wildcard alone keeps the JSON default)."""
         return media in self.headers.get("accept", "")
 
     async def json_body(self, also: tuple[str, ...] = ()) -> bytes:
-        """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415."""
+        """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415.
+        ``json_body`` below says why only application/json."""
         kind = self.content_type()
-        if kind not in READ_AS_JSON:
+        if kind != JSON:
             expected = " or ".join((JSON, *also))
-            raise Rejected(415, "Content-Type", expected, repr(kind))
+            raise Rejected(415, "Content-Type", expected, repr(kind) if kind else "none")
         return await self.read()
 
     async def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
-        return schema.model_validate_json(await self.json_body(also))
+        return validated(schema, await self.json_body(also))
 
 
 def content_type(request: Request) -> str:
-    return request.headers.get("content-type", JSON).split(";", 1)[0].strip().lower()
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 def accepts(request: Request, media: str) -> bool:
@@ -77,16 +76,29 @@ def accepts(request: Request, media: str) -> bool:
 
 
 async def json_body(request: Request, also: tuple[str, ...] = ()) -> bytes:
-    """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415."""
+    """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415.
+
+    Only a body labelled application/json is read as JSON. A browser sends text/plain, a form, or an unlabelled
+    body cross-site without asking first; application/json makes it ask (a CORS preflight), which the service
+    answers only for the configured origins.
+    """
     kind = content_type(request)
-    if kind not in READ_AS_JSON:
+    if kind != JSON:
         expected = " or ".join((JSON, *also))
-        raise Rejected(415, "Content-Type", expected, repr(kind))
+        raise Rejected(415, "Content-Type", expected, repr(kind) if kind else "none")
     return await request.body()
 
 
+def validated(schema: type[Schema], body: bytes) -> Schema:
+    """``body`` as ``schema``, or a 422: the one place where a pydantic error blames the request."""
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as error:
+        raise invalid(error) from None
+
+
 async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
-    return schema.model_validate_json(await json_body(request, also))
+    return validated(schema, await json_body(request, also))
 
 
 def json_bytes(payload: dict[str, Any]) -> bytes:

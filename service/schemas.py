@@ -1,6 +1,7 @@
 """Request and response bodies of the HTTP API.
 
-Requests forbid unknown fields, so a misspelt option is a 422 rather than silently ignored. Limits that
+Requests forbid unknown fields, so a misspelt option is a 422 rather than silently ignored, and are strict,
+so that JSON's ``true`` is not taken for the number 1 nor ``0.0`` for ``false``. Limits that
 depend on settings or on the model (latent size, item counts, image size) are checked in ``validation.py``
 once the model is known. Responses are documented here but written straight to bytes by the routes: for
 thousands of floats, pydantic's serialisation would cost more than the inference.
@@ -21,7 +22,7 @@ MODEL_FIELD = Field(default=None, description="a loaded model's name; the defaul
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
 
 
 class EncodeOptions(_Request):

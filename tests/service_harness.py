@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,16 +31,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_log(model_dir: Path, url: str) -> Path:
+    """Where `serve` writes the stdout and stderr of the server at ``url``."""
+    return model_dir.parent / f"server-{url.rsplit(':', 1)[1]}.log"
+
+
 @contextmanager
-def serve(model_dir: Path, **settings: object) -> Iterator[str]:
-    """Run `disentangle-serve` in its own process; yield its base URL once it answers."""
+def serve(model_dir: Path, factory: str | None = None, **settings: object) -> Iterator[str]:
+    """Run `disentangle-serve` in its own process; yield its base URL once it answers.
+
+    ``factory`` ("module:function", the module in tests/) serves that app factory with uvicorn instead.
+    """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISENTANGLE_")}
     env.update({f"DISENTANGLE_{k.upper()}": str(v) for k, v in settings.items()})
     env.setdefault("DISENTANGLE_LOG_LEVEL", "warning")
     log_path = model_dir.parent / f"server-{port}.log"
-    with log_path.open("wb") as log:
+    if factory is None:
         command = [sys.executable, "-m", "service.cli", "--model-dir", str(model_dir), "--port", str(port)]
+    else:
+        env["DISENTANGLE_MODEL_DIR"] = str(model_dir)
+        command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--app-dir", str(REPO / "tests")]
+        command += ["--port", str(port), "--log-level", "warning"]
+    with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -87,7 +101,10 @@ def copy_artifact(source: Path, root: Path, name: str, edit: Callable[[dict[str,
     target = root / name
     target.mkdir(parents=True)
     for file in source.iterdir():
-        (target / file.name).write_bytes(file.read_bytes())
+        if file.is_dir():  # card/
+            shutil.copytree(file, target / file.name)
+        else:
+            (target / file.name).write_bytes(file.read_bytes())
     manifest = json.loads((target / "manifest.json").read_text())
     manifest["name"] = name
     if edit is not None:

@@ -24,11 +24,37 @@ K8S = REPO / "docker/k8s"
 STANDALONE = {"trainer-job.yaml"}
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A YAML loader that rejects a key repeated in one mapping, as kubectl and strict parsers do (PyYAML's own
+    loaders keep the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: the keys written here may override it
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def strict_load_all(path: Path) -> list[Any]:
+    return list(yaml.load_all(path.read_text(), Loader=StrictLoader))  # noqa: S506 (a SafeLoader subclass)
+
+
+def yaml_files() -> list[Path]:
+    return sorted({*REPO.glob("docker/**/*.yaml"), *REPO.glob("docker/**/*.yml"), REPO / "docker-compose.yml"})
+
+
 def manifests() -> dict[str, dict[str, Any]]:
     """Every Kubernetes object under docker/k8s by "Kind/name", the kustomization aside."""
     found = {}
     for path in sorted(K8S.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in strict_load_all(path):
             if doc["kind"] != "Kustomization":
                 found[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
     return found
@@ -38,6 +64,18 @@ def image_port() -> int:
     match = re.search(r"^EXPOSE (\d+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
     assert match is not None, "the Dockerfile exposes no port"
     return int(match.group(1))
+
+
+def test_the_strict_loader_rejects_a_repeated_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a:\n  b: 1\n  c: 2\n  b: 1\n")
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'b'"):
+        strict_load_all(bad)
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_yaml_file_loads_with_a_loader_that_rejects_repeated_keys(path: Path) -> None:
+    assert strict_load_all(path), f"{path} holds no document"
 
 
 def test_dockerfile_lints_clean_at_warning_level() -> None:
@@ -95,13 +133,25 @@ def test_kubernetes_objects_refer_to_each_other_and_to_the_service() -> None:
         assert api[probe]["httpGet"]["port"] in ports
 
     job = objects["Job/disentangle-train"]["spec"]["template"]["spec"]
-    for spec in (pod["spec"], job):
+    for spec, wanted in ((pod["spec"], {"disentangle-models"}), (job, {"disentangle-models", "disentangle-runs"})):
         claims = {v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v}
-        assert claims == {"disentangle-models"} and "PersistentVolumeClaim/disentangle-models" in objects
+        assert claims == wanted and all(f"PersistentVolumeClaim/{claim}" in objects for claim in claims)
         assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] != 0
     mounts = {m["mountPath"]: m for m in api["volumeMounts"]}
     model_dir = next(e["value"] for e in api["env"] if e["name"] == "DISENTANGLE_MODEL_DIR")
     assert mounts[model_dir]["readOnly"] and mounts[model_dir]["name"] == "models"
+
+
+def test_the_trainer_job_keeps_its_runs_on_a_claim_and_resumes_from_them() -> None:
+    """A failed Job's pod is replaced (backoffLimit) or the Job applied again: either must find the checkpoint."""
+    job = manifests()["Job/disentangle-train"]["spec"]["template"]["spec"]
+    (trainer,) = job["containers"]
+    volumes = {v["name"]: v for v in job["volumes"]}
+    args = trainer["args"]
+    out_dir = args[args.index("--out-dir") + 1]
+    (mount,) = [m for m in trainer["volumeMounts"] if out_dir.startswith(m["mountPath"])]
+    assert "persistentVolumeClaim" in volumes[mount["name"]], "the run folder is lost with the pod"
+    assert "--resume-if-present" in args
 
 
 def test_env_example_names_only_real_settings_and_every_compose_variable() -> None:

@@ -29,8 +29,11 @@ def test_eval_writes_metrics_calibration_and_a_complete_card(evaluated: Path, ca
     folder = evaluated
     (folder / "notes.md").write_text("## Recipe\n\nMSS scored 0.36, MWS 0.35.\n")
     assert main(["eval", str(folder), "--quick"]) == 0
-    table = capsys.readouterr().out
+    table, progress = capsys.readouterr()
     assert table.splitlines()[0].startswith("| model | objective | beta | MIG |")
+    for stage in ("reconstruction, KL, TC", "MIG, SAP", "DCI", "FactorVAE", "beta-VAE", "synthesis", "card"):
+        assert "smoke: " in progress and stage in progress, f"no progress shown for {stage}:\n{progress}"
+    assert "8/8" in progress
     assert "| smoke | vae |" in table
 
     manifest = read_manifest(folder)

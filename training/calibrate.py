@@ -12,6 +12,12 @@ when the shared dim is a sum of one function per factor, and a trained encoder r
 dSprites beta-TCVAE, shape, scale and orientation share two dims; adding their separate codes drew the
 requested image at IoU 0.70, looking the combination up jointly at 0.84, as good as the model's own
 reconstructions of real images (0.85).
+
+With a categorical latent part in the layout (JointVAE, InfoGAN) the part is tied to one factor: the factor of
+the same name, or else the one its most probable class tells most about. Each value of that factor maps onto
+the class whose probability is highest on average over that value's images; its code is that class's one-hot
+vector on the part's entries, so the lookup puts a one-hot there. The other factors choose among the
+continuous dims only.
 """
 
 from __future__ import annotations
@@ -22,8 +28,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.artifact import Calibration, FactorCalibration, FactorGroup, FactorSpec
-from training.evaluate.information import DEFAULT_BINS, factor_entropies, mutual_information_matrix
+from service.artifact import Calibration, FactorCalibration, FactorGroup, FactorSpec, LatentLayout
+from training.evaluate.information import (
+    DEFAULT_BINS,
+    discrete_mutual_information,
+    factor_entropies,
+    mutual_information_matrix,
+)
 from training.evaluate.inputs import paired
 from training.evaluate.source import CodeSource
 
@@ -61,11 +72,13 @@ def calibrate(
     bins: int = DEFAULT_BINS,
     share: float = DEFAULT_SHARE,
     min_information: float = MIN_INFORMATION,
+    layout: LatentLayout | None = None,
 ) -> Calibration:
     """Calibration from (N, d) mean codes of (N, F) factor classes; ``factor_specs[j].values[c]`` names class c.
 
-    Every value of every factor must occur in the sample (10,000 uniform draws cover dSprites' 40
-    orientations with near certainty).
+    With a ``layout`` the codes are its flat vectors (mu, then each categorical part's probabilities); without
+    one they are all continuous. Every value of every factor must occur in the sample (10,000 uniform draws
+    cover dSprites' 40 orientations with near certainty).
     """
     z, y = paired(codes, factors)
     if len(factor_specs) != y.shape[1]:
@@ -83,9 +96,17 @@ def calibrate(
         missing = [spec.values[c] for c in np.flatnonzero(counts == 0)]
         if missing:
             raise ValueError(f"factor {spec.name!r} has no sample points for values {missing}; sample more points")
+    layout = layout or LatentLayout(continuous=z.shape[1])
+    if layout.size != z.shape[1]:
+        raise ValueError(f"codes have {z.shape[1]} dims, the layout {layout.size}")
     normalised = mutual_information_matrix(z, y, bins) / factor_entropies(y)  # (d, F)
+    normalised[layout.continuous :] = 0  # continuous factors are read from continuous dims only
+    on_part = assign_parts(z, y, factor_specs, layout)
     calibrated = []
     for j, (spec, dims) in enumerate(zip(factor_specs, select_dims(normalised, share, min_information), strict=True)):
+        if j in on_part:
+            calibrated.append(on_part[j])
+            continue
         means = [z[y[:, j] == c][:, dims].mean(axis=0) for c in range(len(spec.values))]  # V x (k,)
         calibrated.append(
             FactorCalibration(
@@ -93,6 +114,45 @@ def calibrate(
             )
         )
     return Calibration(base=[float(v) for v in z.mean(axis=0)], factors=calibrated)
+
+
+def assign_parts(
+    z: np.ndarray, y: np.ndarray, factor_specs: Sequence[FactorSpec], layout: LatentLayout
+) -> dict[int, FactorCalibration]:
+    """Tie each categorical part to one factor: {factor index: its calibration on the part}.
+
+    A part named after a factor takes it; otherwise the factor (not yet taken) whose classes the part's most
+    probable class tells most about, normalised by the factor's entropy. Each value's class is the argmax of
+    the mean probability over that value's points.
+    """
+    names = [spec.name for spec in factor_specs]
+    entropies = factor_entropies(y)  # (F,)
+    tied: dict[int, FactorCalibration] = {}
+    for part, where in zip(layout.categorical, layout.part_slices().values(), strict=True):
+        probabilities = z[:, where]  # (N, K)
+        if part.name in names and names.index(part.name) not in tied:
+            j = names.index(part.name)
+        else:
+            argmax = probabilities.argmax(1)
+            scores = [
+                -1.0 if k in tied else discrete_mutual_information(argmax, y[:, k]) / entropies[k]
+                for k in range(len(names))
+            ]
+            j = int(np.argmax(scores))
+            if scores[j] < MIN_INFORMATION:
+                continue  # the part carries no factor: requests leave it at base
+        spec = factor_specs[j]
+        classes = [int(probabilities[y[:, j] == v].mean(axis=0).argmax()) for v in range(len(spec.values))]
+        eye = np.eye(part.classes)
+        tied[j] = FactorCalibration(
+            name=spec.name,
+            values=list(spec.values),
+            dims=list(range(where.start, where.stop)),
+            codes=[[float(v) for v in eye[c]] for c in classes],
+            part=part.name,
+            classes=classes,
+        )
+    return tied
 
 
 def shared_groups(dims: Sequence[Sequence[int]]) -> list[list[int]]:

@@ -1,8 +1,8 @@
 """Command line of the training half: ``disentangle-train fit | export | zoo``.
 
-    disentangle-train fit --preset smoke --export-dir models/smoke
+    disentangle-train fit --preset smoke --export-dir models-local/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
-    disentangle-train export runs/smoke --out models/smoke
+    disentangle-train export runs/smoke --out models-local/smoke
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """
@@ -10,6 +10,7 @@ Settings are layered: the dataclass defaults, then --preset, then --config (TOML
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 import typing
@@ -17,9 +18,12 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from service.artifact import MANIFEST_NAME
+from service.artifact import MANIFEST_NAME, Manifest
+from training.infogan import InfoGANConfig
 from training.presets import PRESETS
-from training.train import TrainConfig
+from training.train import CHECKPOINT, PRECISIONS, TrainConfig
+
+CONFIG_CLASSES = (TrainConfig, InfoGANConfig)  # every field of either is a flag; `objective` picks the class
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -42,17 +46,44 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _config_fields() -> dict[str, tuple[Any, Any]]:
+    """name -> (type, default) over the config classes; a name both share keeps TrainConfig's default."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for cls in CONFIG_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            found.setdefault(f.name, (hints[f.name], f.default if f.default is not MISSING else None))
+    return found
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The valid values of the config's name-valued fields, from the registries that define them, so that a new
+    objective or dataset shows up in --help and is accepted as a flag without editing this file."""
+    from training.data import DATASETS
+    from training.models import Architecture
+    from training.objectives import OBJECTIVES, Estimator, Likelihood
+
+    return {
+        "dataset": DATASETS,
+        "architecture": typing.get_args(Architecture),
+        "objective": (*OBJECTIVES, "infogan"),  # InfoGAN's objective lives in training/infogan.py
+        "likelihood": typing.get_args(Likelihood),
+        "estimator": typing.get_args(Estimator),
+        "precision": PRECISIONS,
+        "d_norm": ("spectral", "batch"),
+    }
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        if f.name == "dataset_params":
+    choices = _choices()
+    for name, (kind, default) in _config_fields().items():
+        if name == "dataset_params":
             continue
-        kind = hints[f.name]
-        default = f.default if f.default is not MISSING else None
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
+            f"--{name.replace('_', '-')}",
+            dest=name,
             type=_parse_bool if kind is bool else kind if kind in (int, float, str) else str,
+            choices=choices.get(name),
             default=argparse.SUPPRESS,
             help=f"(default: {default})",
         )
@@ -62,17 +93,24 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
+def build_config(args: argparse.Namespace) -> TrainConfig | InfoGANConfig:
     values: dict[str, Any] = {}
     if args.preset:
         values.update(PRESETS[args.preset])
     if args.config:
         with Path(args.config).open("rb") as f:
             values.update(tomllib.load(f))
-    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(TrainConfig)}}
+    flags = {k: v for k, v in vars(args).items() if k in _config_fields()}
     if "dataset_params" in flags:
         flags["dataset_params"] = {**values.get("dataset_params", {}), **dict(flags["dataset_params"])}
     values.update(flags)
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig | InfoGANConfig:
+    """The config class is the objective's: InfoGAN has its own players and optimisers."""
+    if values.get("objective") == "infogan":
+        return InfoGANConfig.from_dict(values)
     return TrainConfig.from_dict(values)
 
 
@@ -90,26 +128,39 @@ def artifact_folders(paths: list[Path]) -> list[Path]:
     return folders
 
 
-def run_eval(paths: list[Path], quick: bool, table_only: bool) -> None:
-    from service.artifact import read_manifest, write_manifest
-    from training.evaluate.table import markdown_table
+def evaluate_one(folder: Path, quick: bool) -> Manifest:
+    """Evaluate one artifact and write its manifest and card, with a progress bar on stderr that names each stage
+    as it begins: a full evaluation runs for minutes."""
+    from tqdm import tqdm
 
-    manifests = []
-    for folder in artifact_folders(paths):
-        if table_only:
-            manifests.append(read_manifest(folder))
-            continue
-        from training.card import write_card
-        from training.data import get_dataset
-        from training.evaluate.artifact_eval import evaluate_artifact
-        from training.evaluate.onnx_model import OnnxModel
+    from service.artifact import write_manifest
+    from training.card import write_card
+    from training.data import get_dataset
+    from training.evaluate.artifact_eval import STAGES, evaluate_artifact
+    from training.evaluate.onnx_model import OnnxModel
 
-        print(f"evaluating {folder} ...", file=sys.stderr, flush=True)
-        manifest, evaluation = evaluate_artifact(folder, quick=quick)
+    stages = (*STAGES, "card")
+    with tqdm(total=len(stages), desc=folder.name, unit="stage", file=sys.stderr, mininterval=0) as bar:
+
+        def begin(name: str) -> None:
+            bar.update(stages.index(name) - bar.n)
+            bar.set_postfix_str(name)
+
+        manifest, evaluation = evaluate_artifact(folder, quick=quick, stage=begin)
         write_manifest(folder, manifest)
         dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+        begin("card")
         write_card(folder, OnnxModel(folder), manifest, dataset, evaluation)
-        manifests.append(manifest)
+        bar.update(len(stages) - bar.n)
+    return manifest
+
+
+def run_eval(paths: list[Path], quick: bool, table_only: bool) -> None:
+    from service.artifact import read_manifest
+    from training.evaluate.table import markdown_table
+
+    folders = artifact_folders(paths)
+    manifests = [read_manifest(f) if table_only else evaluate_one(f, quick) for f in folders]
     print(markdown_table(manifests))
 
 
@@ -121,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     fit.add_argument("--preset", choices=sorted(PRESETS), help="a named starting configuration")
     fit.add_argument("--config", type=Path, help="a TOML file of TrainConfig fields")
     fit.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    fit.add_argument(
+        "--resume-if-present", action="store_true",
+        help="continue from the run's checkpoint when there is one, else start (for jobs that may be retried)",
+    )  # fmt: skip
     _add_config_flags(fit)
 
     export = commands.add_parser("export", help="export a run's checkpoint as a model artifact")
@@ -145,7 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit":
             from training.train import train
 
-            train(build_config(args), resume=args.resume)
+            config = build_config(args)
+            resume = args.resume or (args.resume_if_present and (config.run_dir / CHECKPOINT).exists())
+            if isinstance(config, InfoGANConfig):
+                from training.infogan import train_infogan
+
+                train_infogan(config, resume=resume)
+            else:
+                run_dir = train(config, resume=resume)
+                if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
+                    print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
         elif args.command == "export":
             from training.export import export_run
 

@@ -1,6 +1,6 @@
 """Export a trained model to the artifact the service loads: encoder.onnx, decoder.onnx, manifest.json.
 
-    disentangle-train export runs/smoke --out models/smoke
+    disentangle-train export runs/smoke --out models-local/smoke
 
 The export runs both ONNX files in onnxruntime against torch on a real batch and refuses to write an
 artifact whose outputs differ by more than 1e-4. It writes into a temporary folder and swaps it in only
@@ -23,6 +23,8 @@ from torch import nn
 from service.artifact import (
     DECODER_FILE,
     ENCODER_FILE,
+    CategoricalPart,
+    LatentLayout,
     LatentStat,
     Manifest,
     OnnxFile,
@@ -49,12 +51,36 @@ class ExportError(RuntimeError):
 
 
 class _Encoder(nn.Module):
+    """image -> (mu, logvar), plus the categorical parts' probabilities (B, K) when the model has them."""
+
     def __init__(self, model: VAE) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.encode(image)
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mu, logvar, category_logits = self.model.encode_all(image)
+        if not self.model.categories:
+            return mu, logvar
+        return mu, logvar, self.model.category_probabilities(category_logits)
+
+
+def encoder_outputs(model: VAE) -> list[str]:
+    return ["mu", "logvar", "probabilities"] if model.categories else ["mu", "logvar"]
+
+
+def layout_of(cfg: TrainConfig) -> LatentLayout:
+    parts = [CategoricalPart(name=name, classes=k) for name, k in cfg.categorical_parts()]
+    return LatentLayout(continuous=cfg.latent_dim, categorical=parts)
+
+
+@torch.no_grad()
+def flat_codes(model: VAE, images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, d + K): mu, then each part's one-hot of its most probable class (for a model in eval
+    mode, as export holds it)."""
+    mu, _, category_logits = model.encode_all(images)
+    if not model.categories:
+        return mu
+    return torch.cat([mu, model.category_codes(category_logits)], dim=1)
 
 
 class _Decoder(nn.Module):
@@ -123,16 +149,15 @@ def check_parity(model: VAE, folder: Path, images: np.ndarray) -> float:
     options.intra_op_num_threads = 1
     encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=["CPUExecutionProvider"])
     decoder = ort.InferenceSession(str(folder / DECODER_FILE), options, providers=["CPUExecutionProvider"])
+    batch = torch.from_numpy(images)
     with torch.no_grad():
-        mu, logvar = model.encode(torch.from_numpy(images))
-        decoded = torch.sigmoid(model.decode(mu))
-    ort_mu, ort_logvar = encoder.run(["mu", "logvar"], {"image": images})
-    (ort_image,) = decoder.run(["image"], {"z": mu.numpy()})
-    return max(
-        float(np.abs(ort_mu - mu.numpy()).max()),
-        float(np.abs(ort_logvar - logvar.numpy()).max()),
-        float(np.abs(ort_image - decoded.numpy()).max()),
-    )
+        expected = [t.numpy() for t in _Encoder(model)(batch)]
+        z = flat_codes(model, batch)
+        decoded = torch.sigmoid(model.decode(z))
+    got = encoder.run(encoder_outputs(model), {"image": images})
+    (ort_image,) = decoder.run(["image"], {"z": z.numpy()})
+    diffs = [float(np.abs(a - b).max()) for a, b in zip(got, expected, strict=True)]
+    return max(*diffs, float(np.abs(ort_image - decoded.numpy()).max()))
 
 
 def export_model(
@@ -153,8 +178,8 @@ def export_model(
     try:
         example = torch.from_numpy(images[:2])
         with torch.no_grad():
-            _onnx_export(_Encoder(model), example, staging / ENCODER_FILE, ["image"], ["mu", "logvar"])
-            z_example = torch.zeros(2, model.latent_dim)
+            _onnx_export(_Encoder(model), example, staging / ENCODER_FILE, ["image"], encoder_outputs(model))
+            z_example = torch.zeros(2, model.flat_dim)
             _onnx_export(_Decoder(model), z_example, staging / DECODER_FILE, ["z"], ["image"])
         diff = check_parity(model, staging, images[:64])
         if not diff <= PARITY_TOLERANCE:
@@ -167,7 +192,8 @@ def export_model(
             likelihood=cfg.likelihood,  # type: ignore[arg-type]
             hyperparameters=hyperparameters(cfg),
             dataset=dataset.info(),
-            latent_dim=model.latent_dim,
+            latent_dim=model.flat_dim,
+            layout=layout_of(cfg),
             image_shape=dataset.image_shape,
             latent_stats=latent_stats(model, images),
             training=training,
@@ -204,6 +230,11 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
         keys += ["beta", "capacity_max", "capacity_steps", "capacity_gamma"] if cfg.capacity_max > 0 else ["beta"]
     elif cfg.objective == "beta_tcvae":
         keys += ["alpha", "beta", "gamma", "estimator"]
+    elif cfg.objective == "joint_vae":
+        keys += ["categorical", "temperature", "capacity_max", "capacity_steps", "capacity_gamma"]
+        keys += ["disc_capacity_max", "disc_capacity_steps"]
+        if cfg.label_fraction > 0:
+            keys += ["label_fraction", "label_factor", "label_weight"]
     if cfg.lr_decay_steps > 0:
         keys.append("lr_decay_steps")
     if cfg.beta_anneal_steps > 0:
@@ -216,6 +247,10 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
 def export_run(run_dir: Path, out_dir: Path, name: str | None = None) -> Manifest:
     """Export the checkpoint of a training run (the model as of its last checkpoint)."""
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    if state["config"].get("objective") == "infogan":
+        from training.infogan_export import export_infogan_run
+
+        return export_infogan_run(Path(run_dir), state, Path(out_dir), name=name)
     cfg = TrainConfig.from_dict(state["config"])
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     model = build_model(cfg, dataset)

@@ -8,6 +8,9 @@
   beta_tcvae  recon + alpha * MI + beta * TC + gamma * dwKL      (Chen et al. 2018, eq. 4; q(z) estimated
                                                                   over the batch, optionally widened by a
                                                                   memory of recent posteriors)
+  joint_vae   recon + gamma * |KL_cont - C_cont(step)|          (Dupont 2018, eq. 7; continuous Gaussian plus
+                    + gamma * |KL_disc - C_disc(step)|           relaxed categorical latents, each KL with its
+                                                                  own linear capacity schedule)
 
 All terms are per image: summed over pixels or latent dimensions, averaged over the batch, in nats.
 """
@@ -22,10 +25,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-ObjectiveName = Literal["ae", "vae", "beta_vae", "beta_tcvae"]
+ObjectiveName = Literal["ae", "vae", "beta_vae", "beta_tcvae", "joint_vae"]
 Likelihood = Literal["bernoulli", "gaussian"]
 Estimator = Literal["mws", "mss"]
-OBJECTIVES: tuple[str, ...] = ("ae", "vae", "beta_vae", "beta_tcvae")
+OBJECTIVES: tuple[str, ...] = ("ae", "vae", "beta_vae", "beta_tcvae", "joint_vae")
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -34,10 +37,16 @@ class ObjectiveConfig:
     name: ObjectiveName = "vae"
     likelihood: Likelihood = "bernoulli"
     beta: float = 1.0
-    # beta_vae with capacity annealing (used when capacity_max > 0): gamma * |KL - C|.
+    # beta_vae with capacity annealing (used when capacity_max > 0): gamma * |KL - C|. joint_vae: the same
+    # schedule is the continuous capacity C_cont, and capacity_gamma weighs both capacity terms.
     capacity_max: float = 0.0
     capacity_steps: int = 100_000
     capacity_gamma: float = 1000.0
+    # joint_vae: the discrete capacity C_disc, 0 -> disc_capacity_max over disc_capacity_steps, never above
+    # sum_i log K_i (the most information the categorical parts can carry); class counts of those parts.
+    disc_capacity_max: float = 0.0
+    disc_capacity_steps: int = 100_000
+    categories: tuple[int, ...] = ()
     # beta_tcvae: weights of index-code MI (alpha) and dimension-wise KL (gamma); beta weighs TC.
     alpha: float = 1.0
     gamma: float = 1.0
@@ -62,6 +71,13 @@ class ObjectiveConfig:
             raise ValueError(f"estimator must be 'mws' or 'mss', got {self.estimator!r}")
         if self.tc_memory < 0:
             raise ValueError(f"tc_memory must be >= 0, got {self.tc_memory}")
+        if (self.name == "joint_vae") != bool(self.categories):
+            raise ValueError(
+                f"objective 'joint_vae' goes with categorical latents and only it: got {self.name!r} with "
+                f"categories {list(self.categories)}"
+            )
+        if self.disc_capacity_max < 0 or self.capacity_max < 0:
+            raise ValueError("capacities must be >= 0")
         if self.tc_memory and (self.name != "beta_tcvae" or self.estimator != "mss"):
             raise ValueError(
                 "tc_memory needs objective 'beta_tcvae' with estimator 'mss', "
@@ -84,6 +100,19 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, 1)) per dimension, averaged over the batch: (B, d) -> (d,).
     Kingma & Welling 2014, appendix B."""
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(0)
+
+
+def categorical_kl(category_logits: torch.Tensor, categories: tuple[int, ...]) -> torch.Tensor:
+    """KL(q(c|x) || Uniform(K)) of each categorical part, averaged over the batch: (B, sum K) -> (parts,).
+
+    Dupont 2018, section 3: KL(q || U(K)) = sum_k q_k log q_k + log K, i.e. log K minus the entropy of q,
+    the prior being uniform over the K classes. At most log K nats per part.
+    """
+    kls = []
+    for part in category_logits.float().split(list(categories), dim=1):  # (B, K_i) each
+        log_q = torch.log_softmax(part, dim=1)
+        kls.append((log_q.exp() * log_q).sum(1).mean() + math.log(part.shape[1]))
+    return torch.stack(kls)
 
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -209,6 +238,13 @@ def tc_decomposition(
     }
 
 
+def label_cross_entropy(part_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Few-label supervision (Locatello et al. 2020, "Disentangling Factors of Variation Using Few Labels",
+    eq. 2 with a cross-entropy for a categorical factor): (L, K) logits of one categorical part and the (L,)
+    true classes of the labelled images -> the mean cross-entropy, in nats."""
+    return F.cross_entropy(part_logits.float(), labels)
+
+
 def warmup_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
 
@@ -224,6 +260,14 @@ def annealed_beta(step: int, cfg: ObjectiveConfig) -> float:
 def capacity(step: int, cfg: ObjectiveConfig) -> float:
     """Burgess et al. 2018, section 5: the KL target C grows linearly from 0 to C_max."""
     return cfg.capacity_max * min(1.0, step / max(1, cfg.capacity_steps))
+
+
+def discrete_capacity(step: int, cfg: ObjectiveConfig) -> float:
+    """Dupont 2018, section 3.1: C_disc grows linearly from 0 to its maximum, and is capped at sum_i log K_i,
+    since a target above what the categorical parts can hold would only keep the penalty from reaching zero."""
+    reachable = sum(math.log(k) for k in cfg.categories)
+    linear = cfg.disc_capacity_max * min(1.0, step / max(1, cfg.disc_capacity_steps))
+    return min(linear, reachable)
 
 
 def capacity_weight(step: int, cfg: ObjectiveConfig) -> float:
@@ -251,9 +295,11 @@ def compute_loss(
     logits: torch.Tensor,
     step: int,
     memory: PosteriorMemory | None = None,
+    category_logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss for one batch and its named terms, detached (converting them to floats here would make the
-    GPU wait on every step; the loop converts them only when it logs)."""
+    GPU wait on every step; the loop converts them only when it logs). ``category_logits`` (B, sum K) are
+    the encoder's categorical logits, needed by joint_vae."""
     recon = reconstruction(logits, x, cfg.likelihood)
     if cfg.name == "ae":
         return recon, {"loss": recon.detach(), "recon": recon.detach()}
@@ -269,6 +315,16 @@ def compute_loss(
         loss = recon + capacity_weight(step, cfg) * (kl - target).abs()
     elif cfg.name == "beta_vae":
         loss = recon + ramp * annealed_beta(step, cfg) * kl
+    elif cfg.name == "joint_vae":
+        if category_logits is None:
+            raise ValueError("joint_vae needs the encoder's categorical logits")
+        # Dupont 2018, eq. 7: each KL is pulled towards its own capacity, so the continuous code cannot take
+        # the information the categorical code should carry (and the other way round).
+        kl_disc = categorical_kl(category_logits, cfg.categories).sum()
+        target_cont, target_disc = capacity(step, cfg), discrete_capacity(step, cfg)
+        weight = capacity_weight(step, cfg)
+        terms.update(kl_disc=kl_disc, capacity=torch.tensor(target_cont), disc_capacity=torch.tensor(target_disc))
+        loss = recon + weight * ((kl - target_cont).abs() + (kl_disc - target_disc).abs())
     else:
         beta = annealed_beta(step, cfg)
         remembered = None if memory is None else memory.contents()

@@ -31,12 +31,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from training.data import get_dataset
-from training.data.base import ImageDataset
+from training.data.base import FactorDataset, ImageDataset, LabelledDataset
 from training.models import VAE
-from training.objectives import ObjectiveConfig, PosteriorMemory, compute_loss
+from training.objectives import ObjectiveConfig, PosteriorMemory, compute_loss, label_cross_entropy
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+PRECISIONS = ("auto", "fp32", "bf16")
+MAX_LABEL_FRACTION = 0.01  # Locatello et al. 2020 use 0.01% to 1% of labels; we allow at most 1%
+LABEL_BATCH = 16  # labelled images encoded at every step when few-label supervision is on
 
 
 @dataclass
@@ -47,7 +50,10 @@ class TrainConfig:
     dataset_params: dict[str, Any] = field(default_factory=dict)
     # model
     architecture: str = "conv"
-    latent_dim: int = 10
+    latent_dim: int = 10  # continuous dims
+    # categorical latent parts as NAME:CLASSES, comma-separated ("digit:10"); objective joint_vae
+    categorical: str = ""
+    temperature: float = 0.67  # Gumbel-softmax temperature (Dupont 2018 uses 0.67)
     # objective (see training/objectives.py)
     objective: str = "vae"
     likelihood: str = "bernoulli"
@@ -61,6 +67,13 @@ class TrainConfig:
     warmup_steps: int = 0
     beta_anneal_steps: int = 0
     tc_memory: int = 0
+    disc_capacity_max: float = 0.0  # joint_vae: C_disc's maximum (capped at sum log K), capacity_max is C_cont's
+    disc_capacity_steps: int = 100_000
+    # few-label supervision (Locatello et al. 2020): a cross-entropy tying the categorical part named
+    # label_factor (or the first part) to that ground-truth factor, on a fixed subset of label_fraction images
+    label_fraction: float = 0.0
+    label_factor: str = ""
+    label_weight: float = 1.0
     # optimisation
     batch_size: int = 64
     lr: float = 5e-4
@@ -81,6 +94,24 @@ class TrainConfig:
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
+    def categorical_parts(self) -> list[tuple[str, int]]:
+        """``categorical`` parsed: [(name, classes), ...] in layout order."""
+        parts = []
+        for item in filter(None, (p.strip() for p in self.categorical.split(","))):
+            name, sep, count = item.partition(":")
+            if not sep or not name.isidentifier() or not count.isdigit() or int(count) < 2:
+                raise ValueError(f"categorical: expected NAME:CLASSES with CLASSES >= 2, got {item!r}")
+            parts.append((name, int(count)))
+        names = [n for n, _ in parts]
+        if len(set(names)) < len(names):
+            raise ValueError(f"categorical: part names must be unique, got {names}")
+        return parts
+
+    def label_part(self) -> int:
+        """Index of the categorical part that few-label supervision ties to ``label_factor``."""
+        names = [n for n, _ in self.categorical_parts()]
+        return names.index(self.label_factor) if self.label_factor in names else 0
+
     def objective_config(self, dataset_size: int) -> ObjectiveConfig:
         return ObjectiveConfig(
             name=self.objective,  # type: ignore[arg-type]
@@ -96,18 +127,37 @@ class TrainConfig:
             warmup_steps=self.warmup_steps,
             beta_anneal_steps=self.beta_anneal_steps,
             tc_memory=self.tc_memory,
+            disc_capacity_max=self.disc_capacity_max,
+            disc_capacity_steps=self.disc_capacity_steps,
+            categories=tuple(k for _, k in self.categorical_parts()),
         )
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.steps < 1 or self.latent_dim < 1:
-            raise ValueError("batch_size, steps and latent_dim must be positive")
+        positive = ("batch_size", "steps", "latent_dim", "capacity_steps", "disc_capacity_steps", "log_every")
+        for name in (*positive, "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        # A negative weight rewards the very term it should penalise (e.g. beta < 0 pays for a large KL).
+        for name in ("beta", "alpha", "gamma", "capacity_max", "capacity_gamma", "disc_capacity_max", "time_limit_min"):
+            value = getattr(self, name)
+            if not value >= 0 or math.isinf(value):  # also NaN
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("warmup_steps", "beta_anneal_steps", "tc_memory"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
         if not 0 <= self.lr_decay_steps <= self.steps:
             raise ValueError(f"lr_decay_steps must be in [0, steps={self.steps}], got {self.lr_decay_steps}")
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.objective_config(dataset_size=1_000_000)  # validates objective, likelihood and estimator
+        if not 0 <= self.label_fraction <= MAX_LABEL_FRACTION:
+            raise ValueError(f"label_fraction must be in [0, {MAX_LABEL_FRACTION}], got {self.label_fraction}")
+        if self.label_fraction > 0 and (self.objective != "joint_vae" or not self.label_factor):
+            raise ValueError("label_fraction > 0 needs objective 'joint_vae' and a label_factor naming a factor")
+        if self.label_weight < 0:
+            raise ValueError(f"label_weight must be >= 0, got {self.label_weight}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -166,30 +216,48 @@ def batch_indices(dataset_size: int, batch_size: int, seed: int, rank: int, step
 def rendered_batches(
     dataset: ImageDataset, batch_size: int, seed: int, rank: int, start_step: int, pin: bool
 ) -> Generator[torch.Tensor, None, None]:
-    """Yield (B, C, H, W) batches rendered on the CPU, a few batches ahead on a thread."""
-    ready: queue.Queue[torch.Tensor] = queue.Queue(maxsize=4)
+    """Yield (B, C, H, W) batches rendered on the CPU, a few batches ahead on a thread.
+
+    An exception in the thread is handed over through the queue and raised here, in the training loop, with
+    the thread's traceback: otherwise the loop would wait for a batch that never comes.
+    """
+    ready: queue.Queue[torch.Tensor | BaseException] = queue.Queue(maxsize=4)
     stop = threading.Event()
+
+    def hand_over(item: torch.Tensor | BaseException) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def produce() -> None:
         step = start_step
-        while not stop.is_set():
-            indices = batch_indices(len(dataset), batch_size, seed, rank, step)
-            batch = torch.from_numpy(dataset.images(indices))
-            if pin:
-                batch = batch.pin_memory()
+        try:
             while not stop.is_set():
-                try:
-                    ready.put(batch, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            step += 1
+                indices = batch_indices(len(dataset), batch_size, seed, rank, step)
+                batch = torch.from_numpy(dataset.images(indices))
+                if pin:
+                    batch = batch.pin_memory()
+                hand_over(batch)
+                step += 1
+        except Exception as error:  # raised again in the consumer, with this traceback
+            hand_over(error)
 
     worker = threading.Thread(target=produce, name="batch-renderer", daemon=True)
     worker.start()
     try:
         while True:
-            yield ready.get()
+            try:
+                item = ready.get(timeout=1.0)
+            except queue.Empty:
+                if worker.is_alive() or not ready.empty():
+                    continue
+                raise RuntimeError("the batch-rendering thread ended without a batch or an error") from None
+            if isinstance(item, BaseException):
+                raise RuntimeError(f"rendering a batch failed: {item!r}") from item
+            yield item
     finally:
         # Joined, not left to die with the interpreter: a daemon thread caught inside torch's C++ code at exit
         # is unwound through noexcept frames and aborts the process ("terminate called without an active
@@ -265,6 +333,10 @@ def save_checkpoint(
     }
     if memory is not None:
         state["tc_memory"] = memory.state_dict()
+    write_checkpoint(path, state)
+
+
+def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".pt.tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
@@ -299,7 +371,52 @@ def build_model(cfg: TrainConfig, dataset: ImageDataset) -> VAE:
     channels, height, width = dataset.image_shape
     if (height, width) != (64, 64):
         raise ValueError(f"models take 64x64 images; dataset {cfg.dataset!r} gives {height}x{width}")
-    return VAE(cfg.architecture, channels, cfg.latent_dim, deterministic=cfg.objective == "ae")  # type: ignore[arg-type]
+    return VAE(
+        cfg.architecture,  # type: ignore[arg-type]
+        channels,
+        cfg.latent_dim,
+        deterministic=cfg.objective == "ae",
+        categories=tuple(k for _, k in cfg.categorical_parts()),
+        temperature=cfg.temperature,
+    )
+
+
+@dataclass
+class LabelledSubset:
+    """The fixed few-label subset: its images rendered once (uint8) and each image's class of one factor."""
+
+    images: torch.Tensor  # (L, C, H, W) uint8
+    labels: torch.Tensor  # (L,) int64
+    part: slice  # the supervised part's columns of the categorical logits
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, dataset: ImageDataset) -> LabelledSubset:
+        if not isinstance(dataset, LabelledDataset | FactorDataset):
+            raise ValueError(f"label_fraction needs a dataset with factors; {cfg.dataset!r} has none")
+        names = [f.name for f in dataset.factors]
+        if cfg.label_factor not in names:
+            raise ValueError(f"label_factor must be one of {names}, got {cfg.label_factor!r}")
+        factor = dataset.factors[names.index(cfg.label_factor)]
+        parts = cfg.categorical_parts()
+        which = cfg.label_part()
+        name, classes = parts[which]
+        if classes != factor.size:
+            raise ValueError(
+                f"label_factor {factor.name!r} has {factor.size} values; the categorical part {name!r} it is tied "
+                f"to has {classes} classes"
+            )
+        count = max(1, round(cfg.label_fraction * len(dataset)))
+        # Seeded apart from the batches: the same images stay labelled when a run is resumed.
+        indices = np.sort(np.random.default_rng([cfg.seed, 7919]).choice(len(dataset), size=count, replace=False))
+        images = torch.from_numpy((dataset.images(indices) * 255).round().astype(np.uint8))
+        labels = torch.from_numpy(dataset.index_to_factors(indices)[:, names.index(cfg.label_factor)].astype(np.int64))
+        start = sum(k for _, k in parts[:which])
+        return cls(images, labels, slice(start, start + classes))
+
+    def batch(self, seed: int, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = np.random.default_rng([seed, rank, step, 1]).integers(0, len(self.labels), size=LABEL_BATCH)
+        picked = torch.from_numpy(rows)
+        return self.images[picked].float().div_(255), self.labels[picked]  # (L, C, H, W), (L,)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -308,10 +425,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     device = resolve_device(cfg.device, ddp.local_rank)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
     run_dir = cfg.run_dir
-    if ddp.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
+    # Everything that can reject the config runs before the run folder is touched: a failed start leaves a
+    # previous run's config.json, log and checkpoint as they were.
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     objective = cfg.objective_config(len(dataset))
     if cfg.batch_size + cfg.tc_memory > len(dataset):
@@ -323,6 +439,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model = build_model(cfg, dataset).to(device)
     opt = make_optimizer(model.parameters(), cfg.lr)
     memory = PosteriorMemory(cfg.tc_memory, cfg.latent_dim, device) if cfg.tc_memory else None
+    labelled = LabelledSubset.build(cfg, dataset) if cfg.label_fraction > 0 else None
 
     hardware = {"device": str(device), "precision": "bf16" if use_bf16 else "fp32"}
     progress = Progress()
@@ -339,6 +456,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             torch.set_rng_state(state["torch_rng"])
     elif resume:
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    if ddp.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     net: nn.Module = model
     if ddp.world_size > 1:
@@ -360,8 +480,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     for step in range(progress.step, cfg.steps):
         x = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
         with autocast:
-            mu, logvar, z, logits = net(x)
-        loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step, memory)
+            mu, logvar, category_logits, z, logits = net(x)
+        loss, terms = compute_loss(objective, x, mu, logvar, z, logits, step, memory, category_logits)
+        if labelled is not None:
+            # The labelled images go through the encoder only: the supervised term reads their categorical logits.
+            # (Under DDP the encoder's gradients from both passes are summed before its hooks fire, so they sync.)
+            x_labelled, label_classes = labelled.batch(cfg.seed, ddp.rank, step)
+            with autocast:
+                labelled_logits = model.encode_all(x_labelled.to(device))[2][:, labelled.part]  # (L, K)
+            supervised = label_cross_entropy(labelled_logits, label_classes.to(device))
+            loss = loss + cfg.label_weight * supervised
+            terms.update(label_ce=supervised.detach(), loss=loss.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         lr = learning_rate(cfg, step)
@@ -394,7 +523,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 record = {**asdict(progress), "images_per_s": round(rate, 1), "lr": lr, **means}
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
-            shown = {k: f"{v:.4g}" for k, v in means.items() if k != "capacity"}
+            shown = {k: f"{v:.4g}" for k, v in means.items() if k not in ("capacity", "disc_capacity")}
             bar.set_postfix(**shown, img_s=f"{rate:.0f}")
         bar.update(1)
         if ddp.main and (done % cfg.checkpoint_every == 0 or last):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses
 from service.imaging import b64, png, pngs, to_pixels
 from service.payloads import BINARY, PNG, Call, Reply, documented_body, json_bytes
 from service.registry import Registry
@@ -35,7 +36,7 @@ BINARY_PARAMETERS = [
     },
     {"name": "X-Shape", "in": "header", "schema": {"type": "string"}, "description": "same as ?shape="},
 ]
-RESPONSES = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
             PNG: {"schema": {"type": "string", "format": "binary"}},
@@ -90,7 +91,7 @@ async def decode_call(call: Call, registry: Registry, settings: Settings) -> Rep
     "/decode",
     summary="Decode latent vectors into images",
     response_model=DecodeResponse,
-    responses=RESPONSES,  # type: ignore[arg-type]
+    responses=RESPONSES | error_responses(*INFERENCE_ERRORS, 406),
     openapi_extra=documented_body(DecodeRequest, BINARY_BODY) | {"parameters": BINARY_PARAMETERS},
 )
 async def decode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 
 from service import arraytext
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
 from service.forms import parse_form
 from service.imaging import ImageReader
-from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes
+from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes, validated
 from service.registry import Model, Registry
 from service.runtime import Outputs
 from service.schemas import EncodeOptions, EncodeRequest, EncodeResponse
@@ -47,7 +48,7 @@ MULTIPART_BODY = {
 
 
 def _multipart(content_type: str, body: bytes, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
-    parts = parse_form(content_type, body, max_files=settings.max_items, max_fields=settings.max_items + 8)
+    parts = parse_form(content_type, body, settings.max_items, max_fields=settings.max_items + 8)
     images: list[Any] = []
     options: dict[str, Any] = {}
     for key, value in parts:
@@ -55,7 +56,11 @@ def _multipart(content_type: str, body: bytes, settings: Settings) -> tuple[Enco
             images.append(value)
         else:
             options[key] = value
-    return EncodeOptions.model_validate(options), images
+    try:
+        # Form fields are text ("true", "3"), so here, and only here, they are converted.
+        return EncodeOptions.model_validate(options, strict=False), images
+    except ValidationError as error:
+        raise invalid(error) from None
 
 
 def _parse_json(body: bytes, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
@@ -63,9 +68,9 @@ def _parse_json(body: bytes, settings: Settings) -> tuple[EncodeOptions, list[An
     try:
         split = arraytext.split(body, "images")
     except arraytext.NotArrayText:  # not an object with an images list: let the schema say what is wrong
-        parsed = EncodeRequest.model_validate_json(body)
+        parsed = validated(EncodeRequest, body)
         return parsed, parsed.images
-    parsed = EncodeRequest.model_validate_json(split.rest)
+    parsed = validated(EncodeRequest, split.rest)
     side = settings.max_image_side
     arrays = {
         i: arraytext.numbers(text, f"images[{i}]", ARRAY_EXPECTED, 3 * side * side) for i, text in split.arrays.items()
@@ -121,6 +126,7 @@ async def encode_call(call: Call, registry: Registry, settings: Settings) -> Rep
     "/encode",
     summary="Encode images into latent means and log-variances (and samples)",
     response_model=EncodeResponse,
+    responses=error_responses(*INFERENCE_ERRORS),
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
 async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+import anyio
+from fastapi import APIRouter, Request, Response
 
 from service.artifact import CARD_DIR
 from service.dependencies import RegistryDep
-from service.errors import Rejected, shown
+from service.errors import Rejected, error_responses, shown
 from service.schemas import BrokenInfo, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
+PICTURE = {"type": "string", "format": "binary"}
 
 
 @router.get("", summary="Every loaded model, the default, and the artifacts that failed to load")
@@ -23,21 +24,29 @@ async def list_models(registry: RegistryDep) -> ModelList:
     )
 
 
-@router.get("/{name}", summary="One model's manifest, less the file list")
+@router.get("/{name}", summary="One model's manifest, less the file list", responses=error_responses(404, 422))
 async def get_model(name: str, registry: RegistryDep, request: Request) -> ModelInfo:
     model = registry.get(name)
     request.state.model = model.name
     return ModelInfo.of(model.manifest, model.card)
 
 
-@router.get("/{name}/card/{file}", summary="A picture of the model card", response_class=FileResponse)
-async def get_card_picture(name: str, file: str, registry: RegistryDep, request: Request) -> FileResponse:
+@router.get(
+    "/{name}/card/{file}",
+    summary="A picture of the model card",
+    response_class=Response,
+    responses=error_responses(404, 422) | {200: {"content": {"image/png": {"schema": PICTURE}}}},
+)
+async def get_card_picture(name: str, file: str, registry: RegistryDep, request: Request) -> Response:
     model = registry.get(name)
     request.state.model = model.name
     # Only the names listed at load time are served: no path from the request reaches the file system.
     if file not in model.card:
         raise Rejected(404, "file", f"one of {list(model.card)}", shown(file))
-    path = model.folder / CARD_DIR / file
-    if not path.is_file():  # deleted since the model was loaded: the listing is from load time
-        raise Rejected(404, "file", f"a card picture still on disk in {model.folder.name}/{CARD_DIR}", shown(file))
-    return FileResponse(path, media_type="image/png")
+    # Read whole (a card picture is tens of kilobytes) so that a file deleted since start-up is a 404 here,
+    # where FileResponse would find it gone only while sending, too late for anything but a 500.
+    try:
+        picture = await anyio.Path(model.folder / CARD_DIR / file).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise Rejected(404, "file", "a card picture still on disk", f"{file!r}, deleted since start-up") from None
+    return Response(picture, media_type="image/png")

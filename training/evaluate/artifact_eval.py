@@ -21,10 +21,12 @@ from training.data.base import FactorDataset, ImageDataset
 from training.evaluate.information import factor_entropies, mutual_information_matrix
 from training.evaluate.onnx_model import OnnxModel
 from training.evaluate.source import CodeSource
-from training.evaluate.suite import EvaluationSettings, evaluate_representation
+from training.evaluate.suite import SUPERVISED_STAGES, EvaluationSettings, Stage, evaluate_representation, no_stage
 from training.evaluate.unsupervised import active_dims, kl_per_dim, total_correlation_estimate
 
 UNSUPERVISED_SAMPLES = 10_000
+# What `evaluate` reports through its ``stage`` callback, in order (datasets without factors stop after the first).
+STAGES = ("reconstruction, KL, TC", *SUPERVISED_STAGES, "calibration", "synthesis")
 SYNTHESIS_SAMPLES = 1_000
 # Settings small enough for a test run of the whole pipeline; the numbers they give are only indicative.
 QUICK = EvaluationSettings(
@@ -95,33 +97,44 @@ def synthesis_quality(
 
 
 def evaluate(
-    model: OnnxModel, dataset: ImageDataset, settings: EvaluationSettings, rng: np.random.Generator
+    model: OnnxModel,
+    dataset: ImageDataset,
+    settings: EvaluationSettings,
+    rng: np.random.Generator,
+    stage: Stage = no_stage,
 ) -> Evaluation:
     manifest = model.manifest
+    stage(STAGES[0])
     n = min(UNSUPERVISED_SAMPLES, len(dataset))
     images = dataset.images(rng.choice(len(dataset), size=n, replace=False))
     mu, logvar = model.encode(images)
-    kl = kl_per_dim(mu, logvar)
     metrics: dict[str, float | int | str] = {
         f"recon_{'bce' if manifest.likelihood == 'bernoulli' else 'mse'}": reconstruction_per_image(
-            images, model.decode(mu), manifest.likelihood
+            images, model.decode(model.reconstruction_latent(images)), manifest.likelihood
         ),
-        "kl_total": float(kl.sum()),
-        "active_dims": int(active_dims(kl).sum()),
-        "tc_estimate": total_correlation_estimate(mu, logvar, len(dataset), rng),
         "eval_samples": n,
     }
+    if manifest.objective == "infogan":
+        # Q is no posterior held against a prior: KL, active dims by KL and the TC of q(z) do not apply.
+        metrics["active_dims"] = "n/a"
+    else:
+        kl = kl_per_dim(mu, logvar)
+        metrics["kl_total"] = float(kl.sum())
+        metrics["active_dims"] = int(active_dims(kl).sum())
+        metrics["tc_estimate"] = total_correlation_estimate(mu, logvar, len(dataset), rng)
     if not isinstance(dataset, FactorDataset):
         return Evaluation(metrics, None, None, [])
 
     names = [f.name for f in dataset.factors]
-    metrics.update(evaluate_representation(dataset, model.mean, rng, settings))
+    metrics.update(evaluate_representation(dataset, model.mean, rng, settings, stage))
+    stage("calibration")
     classes = dataset.sample_factors(settings.num_train, rng)
     codes = model.mean(dataset.render(classes))
     information = mutual_information_matrix(codes, classes, settings.bins) / factor_entropies(classes)[None, :]
     specs = [FactorSpec(name=f.name, values=list(f.values)) for f in dataset.factors]
-    calibration = calibrate(codes, classes, specs, settings.bins)
+    calibration = calibrate(codes, classes, specs, settings.bins, layout=manifest.layout)
     calibration = calibrate_groups(calibration, CodeSource.from_dataset(dataset, model.mean), rng)
+    stage("synthesis")
     quality = synthesis_quality(model, dataset, calibration, rng, SYNTHESIS_SAMPLES)
     metrics.update(quality)
     calibration = calibration.model_copy(
@@ -133,13 +146,15 @@ def evaluate(
     return Evaluation(metrics, calibration, information, names)
 
 
-def evaluate_artifact(folder: Path, quick: bool = False, seed: int = 0) -> tuple[Manifest, Evaluation]:
+def evaluate_artifact(
+    folder: Path, quick: bool = False, seed: int = 0, stage: Stage = no_stage
+) -> tuple[Manifest, Evaluation]:
     """Evaluate ``folder``'s artifact; return its manifest with metrics and calibration filled in."""
     model = OnnxModel(folder)
     manifest = model.manifest
     dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
     settings = QUICK if quick else EvaluationSettings()
-    result = evaluate(model, dataset, settings, np.random.default_rng(seed))
+    result = evaluate(model, dataset, settings, np.random.default_rng(seed), stage)
     result.metrics["eval_settings"] = "quick" if quick else "disentanglement_lib"
     metrics = {**manifest.metrics, **result.metrics}
     updated = manifest.model_copy(update={"metrics": metrics, "calibration": result.calibration})

@@ -25,18 +25,40 @@ class OnnxModel:
         self._decoder = ort.InferenceSession(str(self.folder / files["decoder"].path), options, providers=providers)
         self.chunk = chunk
 
-    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, C, H, W) in [0, 1] -> mu (B, d), logvar (B, d)."""
-        mus, logvars = [], []
+    def encode_all(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, C, H, W) in [0, 1] -> mu (B, c), logvar (B, c), categorical probabilities (B, k); k is 0 for an
+        all-continuous layout."""
+        layout = self.manifest.layout
+        names = ["mu", "logvar", "probabilities"] if layout.classes else ["mu", "logvar"]
+        outputs: list[list[np.ndarray]] = [[] for _ in names]
         for start in range(0, len(images), self.chunk):
             batch = np.ascontiguousarray(images[start : start + self.chunk], dtype=np.float32)
-            mu, logvar = self._encoder.run(["mu", "logvar"], {"image": batch})
-            mus.append(mu)
-            logvars.append(logvar)
-        return np.concatenate(mus), np.concatenate(logvars)
+            for gathered, out in zip(outputs, self._encoder.run(names, {"image": batch}), strict=True):
+                gathered.append(out)
+        mu, logvar = np.concatenate(outputs[0]), np.concatenate(outputs[1])
+        probabilities = np.concatenate(outputs[2]) if layout.classes else np.zeros((len(mu), 0), np.float32)
+        return mu, logvar, probabilities
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, C, H, W) in [0, 1] -> mu (B, c), logvar (B, c) of the continuous dims."""
+        mu, logvar, _ = self.encode_all(images)
+        return mu, logvar
 
     def mean(self, images: np.ndarray) -> np.ndarray:
-        return self.encode(images)[0]
+        """(B, C, H, W) -> (B, d): the posterior mean in the layout's flat order (mu, each part's probabilities,
+        zero noise), the representation metrics and calibration read."""
+        mu, _, probabilities = self.encode_all(images)
+        return self.manifest.layout.flat(mu, probabilities)
+
+    def reconstruction_latent(self, images: np.ndarray) -> np.ndarray:
+        """(B, C, H, W) -> (B, d): what a reconstruction decodes: mu, and the one-hot of each part's most
+        probable class (as the decoder saw near one-hot samples in training)."""
+        mu, _, probabilities = self.encode_all(images)
+        one_hot = np.zeros_like(probabilities)
+        for where in self.manifest.layout.probability_slices().values():
+            part = probabilities[:, where]
+            one_hot[np.arange(len(part)), where.start + part.argmax(1)] = 1.0
+        return self.manifest.layout.flat(mu, one_hot)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """(B, d) -> (B, C, H, W) in [0, 1]."""

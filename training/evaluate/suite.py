@@ -10,6 +10,7 @@ beta-VAE at the defaults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,14 @@ from training.evaluate.information import DEFAULT_BINS
 from training.evaluate.mig import mig
 from training.evaluate.sap import sap
 from training.evaluate.source import CodeSource, Represent
+
+# Called with a stage's name as it begins, for a progress display: the whole evaluation takes minutes.
+Stage = Callable[[str], None]
+SUPERVISED_STAGES = ("MIG, SAP", "DCI", "FactorVAE", "beta-VAE")
+
+
+def no_stage(name: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -48,23 +57,27 @@ class EvaluationSettings:
 
 
 def evaluate_source(
-    source: CodeSource, rng: np.random.Generator, settings: EvaluationSettings | None = None
+    source: CodeSource, rng: np.random.Generator, settings: EvaluationSettings | None = None, stage: Stage = no_stage
 ) -> dict[str, float | int | str]:
     """MIG, SAP, DCI, FactorVAE and beta-VAE scores of ``source``, each with its definition and settings."""
     s = settings or EvaluationSettings()
+    stage(SUPERVISED_STAGES[0])
     codes, factors = source.sample(s.num_train, rng)  # (n, d), (n, F)
     codes_test, factors_test = source.sample(s.num_test, rng)
     names = source.names
     out: dict[str, float | int | str] = {}
     out.update(mig(codes, factors, s.bins, names).as_dict())
     out.update(sap(codes, factors, codes_test, factors_test, names).as_dict())
+    stage(SUPERVISED_STAGES[1])
     n = s.dci_num_train
     out.update(dci(codes[:n], factors[:n], codes_test, factors_test, rng, names).as_dict())
+    stage(SUPERVISED_STAGES[2])
     out.update(
         factor_vae_score(
             source, rng, s.batch_size, s.num_votes_train, s.num_votes_eval, s.num_variance_estimate
         ).as_dict()
     )
+    stage(SUPERVISED_STAGES[3])
     out.update(beta_vae_score(source, rng, s.batch_size, s.num_votes_train, s.num_votes_eval).as_dict())
     return out
 
@@ -74,6 +87,7 @@ def evaluate_representation(
     represent: Represent,
     rng: np.random.Generator,
     settings: EvaluationSettings | None = None,
+    stage: Stage = no_stage,
 ) -> dict[str, float | int | str]:
     """All supervised metrics of ``represent`` (images (B, C, H, W) -> mean codes (B, d)) on ``dataset``."""
-    return evaluate_source(CodeSource.from_dataset(dataset, represent), rng, settings)
+    return evaluate_source(CodeSource.from_dataset(dataset, represent), rng, settings, stage)

@@ -1,0 +1,200 @@
+"""JointVAE (Dupont 2018): the categorical KL, the capacity schedules, Gumbel-softmax, few-label supervision,
+training, export and calibration of a categorical code, on cases small enough to check by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from service.artifact import FactorSpec, LatentLayout, read_manifest
+from training.calibrate import calibrate
+from training.export import export_run
+from training.models import VAE, gumbel_softmax_sample
+from training.objectives import (
+    ObjectiveConfig,
+    capacity,
+    categorical_kl,
+    compute_loss,
+    discrete_capacity,
+    label_cross_entropy,
+)
+from training.train import CHECKPOINT, LOG, LabelledSubset, TrainConfig, load_checkpoint, train
+
+
+def joint(tmp_path: Path, **overrides: object) -> TrainConfig:
+    values: dict = {
+        "name": "joint", "objective": "joint_vae", "dataset": "digits", "categorical": "digit:10", "latent_dim": 4,
+        "capacity_max": 5.0, "capacity_steps": 20, "disc_capacity_max": 5.0, "disc_capacity_steps": 20,
+        "capacity_gamma": 30.0, "steps": 20, "batch_size": 16, "log_every": 5, "checkpoint_every": 10,
+        "precision": "fp32", "out_dir": str(tmp_path / "runs"),
+    }  # fmt: skip
+    values.update(overrides)
+    return TrainConfig.from_dict(values)
+
+
+def test_categorical_kl_to_the_uniform_prior_matches_hand_computation() -> None:
+    # part 1: q = (0.5, 0.25, 0.25) on K = 3; part 2: q uniform on K = 2 (KL 0)
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25, 0.5, 0.5]]))
+    expected_first = 0.5 * math.log(0.5 * 3) + 2 * 0.25 * math.log(0.25 * 3)
+    torch.testing.assert_close(categorical_kl(logits, (3, 2)), torch.tensor([expected_first, 0.0]))
+    # a certain posterior carries the most a part can: log K
+    certain = torch.tensor([[30.0, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(categorical_kl(certain, (4,)), torch.tensor([math.log(4)]), atol=1e-6, rtol=0)
+
+
+def test_capacities_grow_linearly_and_the_discrete_one_stops_at_sum_log_k() -> None:
+    cfg = ObjectiveConfig(
+        name="joint_vae", capacity_max=40.0, capacity_steps=100, disc_capacity_max=5.0, disc_capacity_steps=200,
+        categories=(10,),
+    )  # fmt: skip
+    assert [capacity(s, cfg) for s in (0, 50, 100, 500)] == [0.0, 20.0, 40.0, 40.0]
+    assert [discrete_capacity(s, cfg) for s in (0, 40, 80)] == pytest.approx([0.0, 1.0, 2.0])
+    # 5 nats asked, but one 10-class part holds at most log 10 = 2.303
+    assert discrete_capacity(200, cfg) == pytest.approx(math.log(10))
+    two = ObjectiveConfig(name="joint_vae", disc_capacity_max=1.1, disc_capacity_steps=10, categories=(3, 2))
+    assert discrete_capacity(10, two) == pytest.approx(1.1)  # below log 3 + log 2 = 1.79: not capped
+
+
+def test_joint_vae_loss_is_reconstruction_plus_both_capacity_terms() -> None:
+    torch.manual_seed(0)
+    cfg = ObjectiveConfig(
+        name="joint_vae", capacity_max=4.0, capacity_steps=10, disc_capacity_max=1.0, disc_capacity_steps=10,
+        capacity_gamma=30.0, categories=(3,),
+    )  # fmt: skip
+    x = torch.rand(4, 1, 64, 64).round()  # (B, C, H, W)
+    mu, logvar = torch.randn(4, 2), torch.randn(4, 2) * 0.1  # (B, c)
+    category_logits = torch.randn(4, 3)  # (B, K)
+    z = torch.cat([mu, torch.softmax(category_logits, 1)], 1)  # (B, c + K)
+    logits = torch.randn(4, 1, 64, 64)
+    loss, terms = compute_loss(cfg, x, mu, logvar, z, logits, step=5, category_logits=category_logits)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 4
+    kl_cont = (0.5 * (mu**2 + logvar.exp() - logvar - 1)).sum(1).mean()
+    q = torch.softmax(category_logits, 1)
+    kl_disc = (q * torch.log(q * 3)).sum(1).mean()
+    expected = bce + 30.0 * ((kl_cont - 2.0).abs() + (kl_disc - 0.5).abs())
+    torch.testing.assert_close(loss, expected)
+    assert set(terms) == {"loss", "recon", "kl", "kl_disc", "capacity", "disc_capacity"}
+    torch.testing.assert_close(terms["kl_disc"], kl_disc)
+    with pytest.raises(ValueError, match="categorical logits"):
+        compute_loss(cfg, x, mu, logvar, z, logits, step=5)
+
+
+def test_gumbel_softmax_samples_lie_on_the_simplex_and_follow_the_class_probabilities() -> None:
+    torch.manual_seed(0)
+    probabilities = torch.tensor([0.6, 0.3, 0.1])
+    logits = probabilities.log().expand(20_000, 3)
+    sample = gumbel_softmax_sample(logits, temperature=0.67)  # (N, K)
+    torch.testing.assert_close(sample.sum(1), torch.ones(20_000))
+    assert (sample >= 0).all()
+    # The argmax of log pi + g is an exact categorical sample (the Gumbel-max trick).
+    frequencies = torch.bincount(sample.argmax(1), minlength=3).float() / 20_000
+    torch.testing.assert_close(frequencies, probabilities, atol=0.015, rtol=0)
+    # a lower temperature is closer to one-hot
+    assert gumbel_softmax_sample(logits, 0.1).max(1).values.mean() > sample.max(1).values.mean()
+
+
+def test_label_cross_entropy_matches_hand_computation() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0])
+    expected = (-math.log(math.e**2 / (math.e**2 + 1)) - math.log(1 / (1 + math.e))) / 2
+    assert float(label_cross_entropy(logits, labels)) == pytest.approx(expected)
+
+
+def test_joint_vae_settings_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="goes with categorical latents"):
+        joint(tmp_path, categorical="")
+    with pytest.raises(ValueError, match="goes with categorical latents"):
+        joint(tmp_path, objective="vae")
+    with pytest.raises(ValueError, match=r"NAME:CLASSES with CLASSES >= 2, got 'digit:1'"):
+        joint(tmp_path, categorical="digit:1")
+    with pytest.raises(ValueError, match="unique"):
+        joint(tmp_path, categorical="a:3,a:4")
+    with pytest.raises(ValueError, match=r"label_fraction must be in \[0, 0.01\], got 0.05"):
+        joint(tmp_path, label_fraction=0.05, label_factor="digit")
+    with pytest.raises(ValueError, match="needs objective 'joint_vae' and a label_factor"):
+        joint(tmp_path, label_fraction=0.01)
+    with pytest.raises(ValueError, match="conv architecture"):
+        VAE("mlp", 1, 4, categories=(3,))
+
+
+def test_the_labelled_subset_is_fixed_small_and_checked_against_the_part(tmp_path: Path) -> None:
+    from training.data import get_dataset
+
+    dataset = get_dataset("digits")
+    cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit")
+    first, again = LabelledSubset.build(cfg, dataset), LabelledSubset.build(cfg, dataset)
+    assert len(first.labels) == round(0.01 * len(dataset))
+    torch.testing.assert_close(first.images, again.images)
+    assert set(first.labels.tolist()) == set(range(10))
+    assert first.part == slice(0, 10)
+    with pytest.raises(ValueError, match="'scale' has 4 values; the categorical part 'digit' it is tied to has 10"):
+        LabelledSubset.build(joint(tmp_path, label_fraction=0.01, label_factor="scale"), dataset)
+    with pytest.raises(ValueError, match="label_factor must be one of"):
+        LabelledSubset.build(joint(tmp_path, label_fraction=0.01, label_factor="colour"), dataset)
+
+
+def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path: Path) -> None:
+    run = train(joint(tmp_path))
+    records = [json.loads(line) for line in (run / LOG).open()]
+    assert {"kl_disc", "disc_capacity", "capacity"} <= set(records[-1])
+    manifest = export_run(run, tmp_path / "artifact")
+    assert manifest.objective == "joint_vae"
+    assert manifest.layout == LatentLayout.model_validate(
+        {"continuous": 4, "categorical": [{"name": "digit", "classes": 10}]}
+    )
+    assert manifest.latent_dim == 14 and len(manifest.latent_stats) == 4
+    assert manifest.metrics["export_parity_max_abs_diff"] <= 1e-4
+    assert read_manifest(tmp_path / "artifact") == manifest
+    encoder = ort.InferenceSession(str(tmp_path / "artifact" / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    decoder = ort.InferenceSession(str(tmp_path / "artifact" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in encoder.get_outputs()] == ["mu", "logvar", "probabilities"]
+    images = np.random.default_rng(0).random((3, 1, 64, 64), dtype=np.float32)
+    mu, logvar, probabilities = encoder.run(None, {"image": images})
+    assert mu.shape == logvar.shape == (3, 4) and probabilities.shape == (3, 10)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    (decoded,) = decoder.run(None, {"z": manifest.layout.flat(mu, probabilities)})
+    assert decoded.shape == (3, 1, 64, 64) and ((decoded >= 0) & (decoded <= 1)).all()
+
+
+def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path: Path) -> None:
+    labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0}
+    straight = train(joint(tmp_path, name="straight", **labels))
+    train(joint(tmp_path, name="interrupted", steps=10, **labels))
+    resumed = train(joint(tmp_path, name="interrupted", **labels), resume=True)
+    a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(resumed / CHECKPOINT)
+    for key, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
+    records = [json.loads(line) for line in (straight / LOG).open()]
+    assert all(r["label_ce"] > 0 for r in records)
+    manifest = export_run(straight, tmp_path / "artifact")
+    assert manifest.hyperparameters["label_fraction"] == 0.01
+    assert manifest.hyperparameters["label_factor"] == "digit"
+
+
+def test_calibration_maps_each_value_to_the_class_most_probable_on_average() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    shape = rng.integers(0, 3, n)  # the factor the part should be tied to
+    size = rng.integers(0, 4, n)
+    cont = np.stack([size + 0.1 * rng.standard_normal(n), rng.standard_normal(n)], 1)  # (N, 2)
+    # shape value v sits mostly in class (v + 1) % 3; value 2 is confused half of the time with class 1
+    probabilities = np.full((n, 3), 0.05)
+    probabilities[np.arange(n), (shape + 1) % 3] = 0.9
+    probabilities[shape == 2] = [0.5, 0.45, 0.05]
+    layout = LatentLayout.model_validate({"continuous": 2, "categorical": [{"name": "code", "classes": 3}]})
+    codes = layout.flat(cont, probabilities)
+    specs = [
+        FactorSpec(name="shape", values=["square", "ellipse", "heart"]),
+        FactorSpec(name="size", values=[1, 2, 3, 4]),
+    ]
+    calibration = calibrate(codes, np.stack([shape, size], 1), specs, layout=layout)
+    shape_cal, size_cal = calibration.factors
+    assert shape_cal.part == "code" and shape_cal.classes == [1, 2, 0]
+    assert shape_cal.dims == [2, 3, 4] and shape_cal.codes[0] == [0.0, 1.0, 0.0]
+    assert size_cal.part is None and size_cal.dims == [0], "a continuous factor reads continuous dims only"
