@@ -44,9 +44,10 @@ class JsonFormatter(logging.Formatter):
 class BatchedWriter(logging.Handler):
     """Keeps records in a deque and formats and writes them from a thread, in batches.
 
-    The thread wakes every ``interval_s`` (at once for a warning or an error), so a request costs the event
-    loop one append: no formatting, no write, and no thread wake-up per line, which on a busy machine costs
-    more than the other two.
+    The thread wakes every ``interval_s``, so a request costs the event loop one append: no formatting, no
+    write, and no thread wake-up per line, which on a busy machine costs more than the other two. A warning
+    or an error is written at once, with everything before it, by whichever thread logs it: those are rare,
+    and must be in the log by the time anyone looks (or the process dies).
     """
 
     def __init__(self, stream: TextIO, interval_s: float = FLUSH_S) -> None:
@@ -54,6 +55,7 @@ class BatchedWriter(logging.Handler):
         self.stream = stream
         self.interval_s = interval_s
         self._records: deque[logging.LogRecord] = deque()
+        self._writing = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
@@ -71,7 +73,7 @@ class BatchedWriter(logging.Handler):
             record.request_id = request_id.get()
         self._records.append(record)
         if record.levelno >= logging.WARNING:
-            self._wake.set()
+            self.write_pending()
 
     def _run(self) -> None:
         while not self._stopped:
@@ -80,16 +82,17 @@ class BatchedWriter(logging.Handler):
             self.write_pending()
 
     def write_pending(self) -> None:
-        lines = []
-        while self._records:
-            record = self._records.popleft()
-            try:
-                lines.append(self.format(record))
-            except Exception:
-                self.handleError(record)
-        if lines:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+        with self._writing:  # the writer thread, or a thread logging an error
+            lines = []
+            while self._records:
+                record = self._records.popleft()
+                try:
+                    lines.append(self.format(record))
+                except Exception:
+                    self.handleError(record)
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
 
     def close(self) -> None:
         self._stopped = True
