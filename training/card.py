@@ -19,6 +19,7 @@ from PIL import Image
 from service.artifact import CARD_DIR, Manifest
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
+from training.evaluate.judged_synthesis import judged_factors
 from training.evaluate.onnx_model import OnnxModel
 from training.export import NOTES, TRAINING_LOG
 
@@ -46,21 +47,40 @@ def traversal_values(manifest: Manifest, dim: int, steps: int = TRAVERSAL_STEPS)
 
 
 def traversal_grid(model: OnnxModel) -> Image.Image:
+    """Rows: continuous dims by KL, each walked over its spread; then each categorical part through its classes
+    (the other parts at class 0, continuous dims at their means, a GAN's noise at 0). Columns: steps or classes.
+    """
     manifest = model.manifest
-    base = np.array([s.mean for s in manifest.latent_stats], dtype=np.float32)  # (d,)
-    order = sorted(range(manifest.latent_dim), key=lambda j: -manifest.latent_stats[j].kl)
-    latents = []
+    layout = manifest.layout
+    parts = list(layout.part_slices().values())
+    columns = max([TRAVERSAL_STEPS, *(where.stop - where.start for where in parts)])
+    first_classes = np.zeros((1, layout.classes), dtype=np.float32)
+    for where in parts:
+        first_classes[0, where.start - layout.continuous] = 1.0
+    means = np.array([[s.mean for s in manifest.latent_stats]], dtype=np.float32)  # (1, c)
+    base = layout.flat(means, first_classes if layout.classes else None)[0]  # (d,)
+    order = sorted(range(layout.continuous), key=lambda j: -manifest.latent_stats[j].kl)
+    latents, blank = [], []
     for dim in order:
-        for value in traversal_values(manifest, dim):
+        for value in traversal_values(manifest, dim, columns):
             z = base.copy()
             z[dim] = value
             latents.append(z)
-    return tile(model.decode(np.stack(latents)), len(order), TRAVERSAL_STEPS)
+    for where in parts:
+        for k in range(columns):
+            z = base.copy()
+            z[where] = 0.0
+            z[where.start + min(k, where.stop - where.start - 1)] = 1.0
+            blank.append(k >= where.stop - where.start)  # a part with fewer classes than columns
+            latents.append(z)
+    images = model.decode(np.stack(latents))
+    images[len(order) * columns :][np.array(blank, dtype=bool)] = 0.0
+    return tile(images, len(order) + len(parts), columns)
 
 
 def reconstructions(model: OnnxModel, dataset: ImageDataset, n: int = 10) -> Image.Image:
     images = dataset.images(np.random.default_rng(7).choice(len(dataset), size=n, replace=False))
-    return tile(np.concatenate([images, model.decode(model.mean(images))]), 2, n)
+    return tile(np.concatenate([images, model.decode(model.reconstruction_latent(images))]), 2, n)
 
 
 def mutual_information_heatmap(information: np.ndarray, factor_names: list[str], path: Path) -> None:
@@ -81,7 +101,8 @@ def training_curves(log: Path, path: Path) -> bool:
     if not records:
         return False
     seen = np.array([r["images_seen"] for r in records])
-    terms = [k for k in ("recon", "kl", "mi", "tc", "dwkl", "capacity") if k in records[0]]
+    known = ("recon", "kl", "mi", "tc", "dwkl", "capacity", "loss_d", "loss_g", "info_cat", "info_cont", "q_accuracy")
+    terms = [k for k in known if k in records[0]]
     fig = Figure(figsize=(3.2 * len(terms), 2.8))
     axes = fig.subplots(1, len(terms), squeeze=False)
     for ax, term in zip(axes[0], terms, strict=True):
@@ -118,6 +139,34 @@ def _metric_rows(metrics: dict[str, float | int | str]) -> list[str]:
     return rows
 
 
+PICTURES = (
+    ("Latent traversals (rows: dims by KL; columns: mean ± 2.5 sd)", "traversal.png"),
+    ("Inputs (top) and reconstructions (bottom)", "reconstructions.png"),
+    ("Mutual information between latent dims and factors", "mutual_information.png"),
+    ("Training curves", "training_curves.png"),
+)
+
+
+def _judged_rows(manifest: Manifest) -> list[str]:
+    """The factor judge's asked-for figures, when the evaluation had a judge for the dataset."""
+    judged = judged_factors(manifest.metrics)
+    if not judged:
+        return []
+    m = manifest.metrics
+    lines = [
+        "",
+        f"Asked-for accuracy: the factor judge ({m.get('judged.judge', '?')}) reads what `/synthesize` draws for "
+        f"{m.get('judged.requests', '?')} requests naming every factor, each factor's values dealt out evenly "
+        "(`training/evaluate/judged_synthesis.py`):",
+        "",
+        "| factor | asked-for accuracy, or mean error |",
+        "| --- | --- |",
+    ]
+    for name, value, unit in judged:
+        lines.append(f"| {name} | {value:.3f} |" if unit == "accuracy" else f"| {name} | {value:.2f} {unit} |")
+    return lines
+
+
 def write_card(
     folder: Path, model: OnnxModel, manifest: Manifest, dataset: ImageDataset, evaluation: Evaluation
 ) -> Path:
@@ -125,16 +174,20 @@ def write_card(
     card.mkdir(exist_ok=True)
     traversal_grid(model).save(card / "traversal.png")
     reconstructions(model, dataset).save(card / "reconstructions.png")
-    pictures = [("Latent traversals (rows: dims by KL; columns: mean ± 2.5 sd)", "traversal.png"),
-                ("Inputs (top) and reconstructions (bottom)", "reconstructions.png")]  # fmt: skip
     if evaluation.mutual_information is not None:
         heatmap = card / "mutual_information.png"
         mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap)
-        pictures.append(("Mutual information between latent dims and factors", "mutual_information.png"))
     log = folder / TRAINING_LOG
-    if log.exists() and training_curves(log, card / "training_curves.png"):
-        pictures.append(("Training curves", "training_curves.png"))
+    if log.exists():
+        training_curves(log, card / "training_curves.png")
+    return write_card_text(folder, manifest)
 
+
+def write_card_text(folder: Path, manifest: Manifest) -> Path:
+    """card.md from the manifest and the pictures in card/ (``write_card`` draws them first)."""
+    card = folder / CARD_DIR
+    card.mkdir(exist_ok=True)
+    pictures = [(caption, file) for caption, file in PICTURES if (card / file).exists()]
     metrics = manifest.metrics
     t = manifest.training
     lines = [
@@ -153,6 +206,7 @@ def write_card(
         "| metric | value |",
         "| --- | --- |",
         *_metric_rows(metrics),
+        *_judged_rows(manifest),
     ]
     if manifest.calibration is not None:
         lines += ["", "Factor calibration (dims carrying each factor; how often re-encoding recovers it):", ""]

@@ -1,8 +1,9 @@
-"""Command line of the training half: ``disentangle-train fit | export | zoo``.
+"""Command line of the training half: ``disentangle-train fit | export | eval | judge | zoo``.
 
     disentangle-train fit --preset smoke --export-dir models-local/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
     disentangle-train export runs/smoke --out models-local/smoke
+    disentangle-train judge --dataset digits --out judges/digits
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """
@@ -19,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from service.artifact import MANIFEST_NAME, Manifest
+from training.infogan import InfoGANConfig
+from training.judge.train import JudgeConfig
 from training.presets import PRESETS
 from training.train import CHECKPOINT, PRECISIONS, TrainConfig
+
+CONFIG_CLASSES = (TrainConfig, InfoGANConfig)  # every field of either is a flag; `objective` picks the class
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -43,6 +48,16 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _config_fields() -> dict[str, tuple[Any, Any]]:
+    """name -> (type, default) over the config classes; a name both share keeps TrainConfig's default."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for cls in CONFIG_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            found.setdefault(f.name, (hints[f.name], f.default if f.default is not MISSING else None))
+    return found
+
+
 def _choices() -> dict[str, tuple[str, ...]]:
     """The valid values of the config's name-valued fields, from the registries that define them, so that a new
     objective or dataset shows up in --help and is accepted as a flag without editing this file."""
@@ -53,26 +68,24 @@ def _choices() -> dict[str, tuple[str, ...]]:
     return {
         "dataset": DATASETS,
         "architecture": typing.get_args(Architecture),
-        "objective": OBJECTIVES,
+        "objective": (*OBJECTIVES, "infogan"),  # InfoGAN's objective lives in training/infogan.py
         "likelihood": typing.get_args(Likelihood),
         "estimator": typing.get_args(Estimator),
         "precision": PRECISIONS,
+        "d_norm": ("spectral", "batch"),
     }
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
     choices = _choices()
-    for f in fields(TrainConfig):
-        if f.name == "dataset_params":
+    for name, (kind, default) in _config_fields().items():
+        if name == "dataset_params":
             continue
-        kind = hints[f.name]
-        default = f.default if f.default is not MISSING else None
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
+            f"--{name.replace('_', '-')}",
+            dest=name,
             type=_parse_bool if kind is bool else kind if kind in (int, float, str) else str,
-            choices=choices.get(f.name),
+            choices=choices.get(name),
             default=argparse.SUPPRESS,
             help=f"(default: {default})",
         )
@@ -82,17 +95,42 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
+def _add_judge_flags(parser: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(JudgeConfig)
+    for f in fields(JudgeConfig):
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", dest=f.name, type=hints[f.name], default=argparse.SUPPRESS,
+            help=f"(default: {f.default or 'judges/DATASET'})",
+        )  # fmt: skip
+
+
+def build_judge_config(args: argparse.Namespace) -> JudgeConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        with Path(args.config).open("rb") as f:
+            values.update(tomllib.load(f))
+    values.update({k: v for k, v in vars(args).items() if k in {f.name for f in fields(JudgeConfig)}})
+    return JudgeConfig.from_dict(values)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig | InfoGANConfig:
     values: dict[str, Any] = {}
     if args.preset:
         values.update(PRESETS[args.preset])
     if args.config:
         with Path(args.config).open("rb") as f:
             values.update(tomllib.load(f))
-    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(TrainConfig)}}
+    flags = {k: v for k, v in vars(args).items() if k in _config_fields()}
     if "dataset_params" in flags:
         flags["dataset_params"] = {**values.get("dataset_params", {}), **dict(flags["dataset_params"])}
     values.update(flags)
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig | InfoGANConfig:
+    """The config class is the objective's: InfoGAN has its own players and optimisers."""
+    if values.get("objective") == "infogan":
+        return InfoGANConfig.from_dict(values)
     return TrainConfig.from_dict(values)
 
 
@@ -110,7 +148,7 @@ def artifact_folders(paths: list[Path]) -> list[Path]:
     return folders
 
 
-def evaluate_one(folder: Path, quick: bool) -> Manifest:
+def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manifest:
     """Evaluate one artifact and write its manifest and card, with a progress bar on stderr that names each stage
     as it begins: a full evaluation runs for minutes."""
     from tqdm import tqdm
@@ -128,7 +166,7 @@ def evaluate_one(folder: Path, quick: bool) -> Manifest:
             bar.update(stages.index(name) - bar.n)
             bar.set_postfix_str(name)
 
-        manifest, evaluation = evaluate_artifact(folder, quick=quick, stage=begin)
+        manifest, evaluation = evaluate_artifact(folder, quick=quick, stage=begin, judges=judges)
         write_manifest(folder, manifest)
         dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
         begin("card")
@@ -137,12 +175,30 @@ def evaluate_one(folder: Path, quick: bool) -> Manifest:
     return manifest
 
 
-def run_eval(paths: list[Path], quick: bool, table_only: bool) -> None:
+def judge_one(folder: Path, judges: Path | None) -> Manifest:
+    """Only the factor judge's figures of one artifact (``judged.*``), into its manifest and card.md."""
+    from service.artifact import write_manifest
+    from training.card import write_card_text
+    from training.evaluate.artifact_eval import judge_artifact
+
+    print(f"judging {folder} ...", file=sys.stderr, flush=True)
+    manifest = judge_artifact(folder, judges)
+    write_manifest(folder, manifest)
+    write_card_text(folder, manifest)
+    return manifest
+
+
+def run_eval(paths: list[Path], quick: bool, table_only: bool, judge_only: bool, judges: Path | None) -> None:
     from service.artifact import read_manifest
     from training.evaluate.table import markdown_table
 
     folders = artifact_folders(paths)
-    manifests = [read_manifest(f) if table_only else evaluate_one(f, quick) for f in folders]
+    if table_only:
+        manifests = [read_manifest(f) for f in folders]
+    elif judge_only:
+        manifests = [judge_one(f, judges) for f in folders]
+    else:
+        manifests = [evaluate_one(f, quick, judges) for f in folders]
     print(markdown_table(manifests))
 
 
@@ -169,6 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("paths", nargs="+", type=Path, help="artifact folders, or folders of artifacts")
     evaluate.add_argument("--quick", action="store_true", help="small sample counts (for tests; numbers indicative)")
     evaluate.add_argument("--table-only", action="store_true", help="print the table from the manifests as they are")
+    evaluate.add_argument(
+        "--judge-only", action="store_true",
+        help="only the factor judge's asked-for figures (judged.*); every other figure stays as it is",
+    )  # fmt: skip
+    evaluate.add_argument("--judges", type=Path, help="folder of factor judges by dataset (default: judges/)")
+
+    judge = commands.add_parser("judge", help="train a dataset's factor judge (see training/judge/train.py)")
+    judge.add_argument("--config", type=Path, help="a TOML file of JudgeConfig fields, e.g. configs/judge/digits.toml")
+    _add_judge_flags(judge)
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
 
@@ -184,16 +249,29 @@ def main(argv: list[str] | None = None) -> int:
 
             config = build_config(args)
             resume = args.resume or (args.resume_if_present and (config.run_dir / CHECKPOINT).exists())
-            run_dir = train(config, resume=resume)
-            if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
-                print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
+            if isinstance(config, InfoGANConfig):
+                from training.infogan import train_infogan
+
+                train_infogan(config, resume=resume)
+            else:
+                run_dir = train(config, resume=resume)
+                if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
+                    print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
         elif args.command == "export":
             from training.export import export_run
 
             manifest = export_run(args.run_dir, args.out, name=args.name)
             print(f"wrote {args.out} ({manifest.name}, {manifest.latent_dim} latents)")
+        elif args.command == "judge":
+            from training.judge.train import train_judge
+
+            judged = train_judge(build_judge_config(args), command=" ".join(["disentangle-train", *argv]))
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
+            print(f"wrote {judged.config['out']} (held out: {shown})")
         elif args.command == "eval":
-            run_eval(args.paths, quick=args.quick, table_only=args.table_only)
+            if args.table_only and args.judge_only:
+                raise ValueError("--table-only and --judge-only: expected one of them, received both")
+            run_eval(args.paths, args.quick, args.table_only, args.judge_only, args.judges)
     except (ValueError, FileNotFoundError) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2
