@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from service_harness import serve
 
 from service.artifact import read_manifest, sha256_of
 from training.cli import main
@@ -106,3 +108,24 @@ def test_infogan_artifact_is_g_as_decoder_and_q_as_encoder_with_parity(infogan_a
     assert mu.shape == logvar.shape == (5, 2) and np.isfinite(logvar).all()
     assert probabilities.shape == (5, 10)
     assert (probabilities >= 0).all() and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
+def test_a_real_server_decodes_each_class_of_the_infogan_by_its_index(infogan_artifact: Path) -> None:
+    """The categorical part as a class index, beside the continuous codes and the noise: the served image is the
+    decoder's own for the flat vector with that class one-hot; a class the code lacks is a 422 naming the part."""
+    with serve(infogan_artifact.parent) as url, httpx.Client(base_url=url, timeout=30) as http:
+        info = http.get("/models/infogan_smoke").json()
+        assert info["objective"] == "infogan" and info["latent_dim"] == 16
+        rest = np.zeros((10, 2 + 4), dtype=np.float32)  # continuous codes and noise at 0
+        body = {"latents": rest.tolist(), "categorical": {"cat0": list(range(10))}, "format": "array"}
+        reply = http.post("/decode", json=body)
+        assert reply.status_code == 200, reply.text
+        served = np.asarray(reply.json()["images"], dtype=np.float32)
+        wrong = http.post("/decode", json={**body, "categorical": {"cat0": [10] * 10}})
+        assert wrong.status_code == 422 and "cat0" in wrong.text, wrong.text
+    flat = np.zeros((10, 16), dtype=np.float32)
+    flat[np.arange(10), 2 + np.arange(10)] = 1.0
+    decoder = ort.InferenceSession(str(infogan_artifact / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    (expected,) = decoder.run(["image"], {"z": flat})
+    assert served.shape == (10, 1, 64, 64)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
