@@ -1,6 +1,7 @@
 """The model card: pictures and a short card.md beside an artifact, written by ``disentangle-train eval``.
 
-card/traversal.png        rows = latent dims by KL (most informative first), columns = values of that dim
+card/traversal.png        rows = continuous dims by KL (most informative first), columns = values of that dim;
+                          then one row per categorical part, a column per class
 card/reconstructions.png  inputs (top) over their reconstructions (bottom)
 card/mutual_information.png  normalised MI between each latent dim and each factor
 card/training_curves.png  the loss terms over training, from the artifact's training log
@@ -46,29 +47,66 @@ def traversal_values(manifest: Manifest, dim: int, steps: int = TRAVERSAL_STEPS)
 
 
 def traversal_grid(model: OnnxModel) -> Image.Image:
+    """Rows: the continuous dims by KL, then one row per categorical part walking its classes (each part at its
+    most probable class on average elsewhere); rows shorter than the widest are padded with blank tiles."""
     manifest = model.manifest
-    base = np.array([s.mean for s in manifest.latent_stats], dtype=np.float32)  # (d,)
-    order = sorted(range(manifest.latent_dim), key=lambda j: -manifest.latent_stats[j].kl)
-    latents = []
+    layout = manifest.layout
+    mean_probabilities = (
+        np.asarray(manifest.calibration.base, dtype=np.float32)[layout.continuous : layout.continuous + layout.classes]
+        if manifest.calibration is not None
+        else np.zeros(layout.classes, dtype=np.float32)
+    )
+    typical = np.zeros((1, layout.classes), dtype=np.float32)
+    for where in layout.probability_slices().values():
+        typical[0, where.start + int(mean_probabilities[where].argmax())] = 1
+    continuous = np.array([[s.mean for s in manifest.latent_stats]], dtype=np.float32)  # (1, c)
+    base = layout.flat(continuous, typical)[0]  # (d,)
+    order = sorted(range(layout.continuous), key=lambda j: -manifest.latent_stats[j].kl)
+    rows: list[list[np.ndarray]] = []
     for dim in order:
+        rows.append([])
         for value in traversal_values(manifest, dim):
             z = base.copy()
             z[dim] = value
-            latents.append(z)
-    return tile(model.decode(np.stack(latents)), len(order), TRAVERSAL_STEPS)
+            rows[-1].append(z)
+    for where in layout.part_slices().values():
+        rows.append([])
+        for k in range(where.stop - where.start):
+            z = base.copy()
+            z[where] = np.eye(where.stop - where.start, dtype=np.float32)[k]
+            rows[-1].append(z)
+    cols = max(len(row) for row in rows)
+    decoded = model.decode(np.concatenate([np.stack(row) for row in rows]))  # (sum of row lengths, C, H, W)
+    blank = np.zeros_like(decoded[0])
+    tiles, start = [], 0
+    for row in rows:
+        tiles += list(decoded[start : start + len(row)]) + [blank] * (cols - len(row))
+        start += len(row)
+    return tile(np.stack(tiles), len(rows), cols)
 
 
 def reconstructions(model: OnnxModel, dataset: ImageDataset, n: int = 10) -> Image.Image:
     images = dataset.images(np.random.default_rng(7).choice(len(dataset), size=n, replace=False))
-    return tile(np.concatenate([images, model.decode(model.mean(images))]), 2, n)
+    return tile(np.concatenate([images, model.decode(model.reconstruction_latent(images))]), 2, n)
 
 
-def mutual_information_heatmap(information: np.ndarray, factor_names: list[str], path: Path) -> None:
+def latent_labels(manifest: Manifest) -> list[str]:
+    """A name per dim of the flat latent: z0.. for continuous dims, part=class for categorical entries, noise."""
+    layout = manifest.layout
+    labels = [f"z{j}" for j in range(layout.continuous)]
+    for part in layout.categorical:
+        labels += [f"{part.name}={k}" for k in range(part.classes)]
+    return labels + [f"noise{j}" for j in range(layout.noise)]
+
+
+def mutual_information_heatmap(
+    information: np.ndarray, factor_names: list[str], path: Path, labels: list[str] | None = None
+) -> None:
     fig = Figure(figsize=(1.2 + 0.9 * len(factor_names), 0.9 + 0.4 * information.shape[0]))
     ax = fig.subplots()
     ax.imshow(information, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(factor_names)), factor_names)
-    ax.set_yticks(range(information.shape[0]), [f"z{j}" for j in range(information.shape[0])])
+    ax.set_yticks(range(information.shape[0]), labels or [f"z{j}" for j in range(information.shape[0])])
     for (row, col), value in np.ndenumerate(information):
         ax.text(col, row, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.5 else "black")
     ax.set_title("mutual information / factor entropy")
@@ -125,11 +163,13 @@ def write_card(
     card.mkdir(exist_ok=True)
     traversal_grid(model).save(card / "traversal.png")
     reconstructions(model, dataset).save(card / "reconstructions.png")
-    pictures = [("Latent traversals (rows: dims by KL; columns: mean ± 2.5 sd)", "traversal.png"),
+    pictures = [("Latent traversals (rows: dims by KL, columns: mean ± 2.5 sd; then a row per categorical part, "
+                 "a column per class)", "traversal.png"),
                 ("Inputs (top) and reconstructions (bottom)", "reconstructions.png")]  # fmt: skip
     if evaluation.mutual_information is not None:
         heatmap = card / "mutual_information.png"
-        mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap)
+        labels = latent_labels(manifest)[: evaluation.mutual_information.shape[0]]
+        mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap, labels)
         pictures.append(("Mutual information between latent dims and factors", "mutual_information.png"))
     log = folder / TRAINING_LOG
     if log.exists() and training_curves(log, card / "training_curves.png"):
@@ -159,7 +199,8 @@ def write_card(
         lines += ["| factor | dims | recovered |", "| --- | --- | --- |"]
         for factor in manifest.calibration.factors:
             recovered = manifest.calibration.recovery.get(factor.name, float("nan"))
-            lines.append(f"| {factor.name} | {factor.dims} | {recovered:.2f} |")
+            dims = f"part `{factor.part}`, classes {factor.classes}" if factor.part else str(factor.dims)
+            lines.append(f"| {factor.name} | {dims} | {recovered:.2f} |")
         for group in manifest.calibration.groups:
             lines += [
                 "",

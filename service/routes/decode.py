@@ -21,7 +21,7 @@ from service.payloads import (
 )
 from service.runtime import Outputs
 from service.schemas import DecodeRequest, DecodeResponse
-from service.validation import binary_latents, check_latents
+from service.validation import assemble_latents, binary_latents, check_latents
 
 router = APIRouter(tags=["decode"])
 
@@ -87,7 +87,10 @@ async def decode(request: Request, registry: RegistryDep, settings: SettingsDep)
         body = await parse_json(request, DecodeRequest, also=(BINARY,))
         chosen = registry.get(body.model)
         request.state.model = chosen.name
-        latents = check_latents(body.latents, "latents", chosen.manifest, settings)
+        if body.categorical is None:
+            latents = check_latents(body.latents, "latents", chosen.manifest, settings)
+        else:
+            latents = assemble_latents(body.latents, body.categorical, chosen.manifest, settings)
         fmt = body.format
     if accepts(request, BINARY):
         finish = _float32

@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service import arraytext
+from service.artifact import LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import Rejected, invalid
 from service.imaging import ImageReader
@@ -107,18 +108,31 @@ def _upload_slot(request: Request) -> AbstractAsyncContextManager[Any]:
     return slots
 
 
-def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
-    mu, logvar = outputs
+def _encoded(layout: LatentLayout, model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
+    mu, logvar = outputs[0], outputs[1]
+    probabilities = outputs[2] if layout.classes else np.zeros((len(mu), 0), np.float32)  # (B, k)
+    payload: dict[str, object] = {"model": model, "mu": mu.tolist(), "logvar": logvar.tolist()}
+    if layout.classes:
+        slices = layout.probability_slices().items()
+        payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
     z = None
     if sample:
-        noise = np.random.default_rng(seed).standard_normal(mu.shape, dtype=np.float32)
-        z = (mu + np.exp(0.5 * logvar) * noise).tolist()
-    return Reply(json_bytes({"model": model, "mu": mu.tolist(), "logvar": logvar.tolist(), "z": z}))
+        rng = np.random.default_rng(seed)
+        noise = rng.standard_normal(mu.shape, dtype=np.float32)
+        drawn = np.zeros_like(probabilities)
+        for where in layout.probability_slices().values():
+            # one class per image, drawn from its probabilities by inverting the cumulative sum
+            cumulative = np.cumsum(probabilities[:, where], axis=1)
+            classes = (cumulative < rng.random((len(mu), 1)) * cumulative[:, -1:]).sum(axis=1)
+            drawn[np.arange(len(mu)), where.start + np.minimum(classes, where.stop - where.start - 1)] = 1
+        z = layout.flat(mu + np.exp(0.5 * logvar) * noise, drawn).tolist()
+    payload["z"] = z
+    return Reply(json_bytes(payload))
 
 
 @router.post(
     "/encode",
-    summary="Encode images into latent means and log-variances (and samples)",
+    summary="Encode images into latent means and log-variances, category probabilities (and samples)",
     response_model=EncodeResponse,
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
@@ -142,6 +156,6 @@ async def encode(request: Request, registry: RegistryDep, settings: SettingsDep)
         )
         small = all(isinstance(v, str | bytes) for v in raw) and sum(len(v) for v in raw) <= INLINE_BYTES
         images = reader.read_all(raw, "images") if small else await run_in_threadpool(reader.read_all, raw, "images")
-    finish = partial(_encoded, chosen.name, options.sample, options.seed)
+    finish = partial(_encoded, chosen.manifest.layout, chosen.name, options.sample, options.seed)
     reply: Reply = await chosen.encoder.submit(images, finish)
     return reply.response()
