@@ -28,8 +28,8 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-HEADERS = b"POST /decode HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-BODY = b"POST /decode HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+HEADERS = b"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+BODY = b"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
 
 
 def start(code_root: Path, model_dir: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -20,11 +20,12 @@ from fastapi.staticfiles import StaticFiles
 from service.admission import Admission
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
-from service.errors import install_error_handlers
+from service.errors import error_responses, install_error_handlers
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
-from service.routes import admin, decode, encode, health, models, synthesize, traverse
+from service.routes import admin, decode, docs, encode, health, models, synthesize, traverse
+from service.security import TrustedHosts
 from service.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Encode images into disentangled latent factors and synthesise images from them.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/docs.py from local files instead of a CDN
+        redoc_url=None,
         # Metrics are ours (Prometheus, /metrics). FastAPI's OpenTelemetry hooks would look up the global
         # providers, environment variables included, on every request even with none configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -67,9 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Without a key the check is left out entirely rather than run as a no-op on every request.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     # Routes are matched in order, so the busiest go first.
+    # Every route may answer 400 (an untrusted Host) and 500; guarded ones 401.
+    common = error_responses(400, 500, *([401] if guarded else []))
     for resource in (decode, encode, traverse, synthesize, models, admin):
-        app.include_router(resource.router, dependencies=guarded)
-    app.include_router(health.router)
+        app.include_router(resource.router, dependencies=guarded, responses=common)
+    app.include_router(health.router, responses=error_responses(400, 500))
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS), name="docs-assets")
 
     index = STATIC / "index.html"
     if index.is_file():
@@ -88,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "X-Shape", "X-Latent", "X-Traverse-Dims", "X-Traverse-Ranges"],
         )
     app.add_middleware(Admission, limit=settings.admission_limit, backlog=settings.admission_backlog)
-    app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    hosts = TrustedHosts(settings.trusted_hosts, settings.host)
+    app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes, hosts=hosts)
     app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     return app

@@ -17,9 +17,24 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.deadlines import deadline_protocol
-from service.errors import validation_body
+from service.errors import shown
 from service.logs import configure_logging
-from service.settings import Settings
+from service.settings import PREFIX, Settings
+
+
+def settings_problem(error: ValidationError) -> str:
+    """Each failed setting named by its environment variable, with what it needs and what it got."""
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if message.startswith("Input should be "):
+            message = "expected " + message.removeprefix("Input should be ")
+        if item["loc"]:
+            name = PREFIX + "_".join(str(part) for part in item["loc"][:1]).upper()
+            problems.append(f"{name}: {message}, received {shown(item.get('input'))}")
+        else:  # a check across settings, whose message names the variables itself
+            problems.append(message)
+    return "; ".join(problems)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as error:
-        print(
-            f"disentangle-serve: invalid settings: {validation_body(error.errors())['detail']}",
-            file=sys.stderr,
-        )
+        print(f"disentangle-serve: invalid settings: {settings_problem(error)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     config = uvicorn.Config(

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import Rejected, internal_error_body, send_error
 from service.logs import request_id
 from service.metrics import Metrics
+from service.security import TrustedHosts, security_headers
 
 log = logging.getLogger("disentangle.access")
 errors = logging.getLogger("disentangle.error")
@@ -31,10 +32,11 @@ def _incoming_id(scope: Scope) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, hosts: TrustedHosts) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,19 +47,23 @@ class RequestContext:
         token = request_id.set(rid)
         status = 500
         started = False
-        rid_header = (REQUEST_ID_HEADER, rid.encode())
+        added = [(REQUEST_ID_HEADER, rid.encode()), *security_headers(scope["path"])]
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:
+            host = _header(scope, b"host")
             declared = _content_length(scope)
-            if declared is not None and declared > self.max_body:
+            if not self.hosts.allows(host):
+                error = self.hosts.rejection(host)
+                await send_error(send_with_id, error.status, error.body(), [(b"connection", b"close")])
+            elif declared is not None and declared > self.max_body:
                 await self._reject_early(declared, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
@@ -110,6 +116,13 @@ class RequestContext:
                     "ms": round(seconds * 1000, 3),
                 },
             )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -165,7 +165,7 @@ class Batcher:
                 self._deliver(loop, jobs, self._run_batch(jobs))
         except Exception as error:
             self._record_failure(error)
-            self._deliver(loop, jobs, [self._failure()] * len(jobs))
+            self._deliver(loop, jobs, [self._failure() for _ in jobs])
         finally:
             with self._arrivals:
                 self._draining = bool(self._queue)
@@ -235,7 +235,7 @@ class Batcher:
             outputs = self.run(rows)
         except Exception as error:  # a failed run fails every request in it, and only those
             self._record_failure(error)
-            return [self._failure()] * len(jobs)
+            return [self._failure() for _ in jobs]
         self.failures_in_a_row = 0
         results: list[Any] = []
         offset = 0

@@ -7,19 +7,22 @@ surfacing later as a failed request. List values may be given comma-separated
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import onnxruntime
-from pydantic import DirectoryPath, Field, SecretStr, field_validator
+from pydantic import DirectoryPath, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1 << 20
+PREFIX = "DISENTANGLE_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DISENTANGLE_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid", frozen=True)
 
     model_dir: DirectoryPath = Field(default=Path("models"), description="folder of artifact folders")
     default_model: str | None = Field(default=None, description="else the first loaded model by name")
@@ -75,9 +78,28 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = Field(default=None, description="when set, every endpoint but health needs it")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names answered besides the loopback names and the bound address; others get a "
+        "400. '*.example.com' matches its subdomains, '*' any host",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("providers", "cors_origins", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: object) -> object:
+        # pydantic-settings ignores environment variables that match no field, so a misspelt one
+        # (DISENTANGLE_MAX_ITEM) would leave its setting at the default without a word.
+        known = {PREFIX + name.upper() for name in cls.model_fields}
+        for variable in sorted(os.environ):
+            name = variable.upper()
+            if name.startswith(PREFIX) and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close else f"; the settings are {', '.join(sorted(known))}"
+                raise ValueError(f"unknown setting {variable}{hint}")
+        return data
+
+    @field_validator("providers", "cors_origins", "trusted_hosts", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

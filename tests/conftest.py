@@ -43,3 +43,24 @@ def joint_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_manifest(artifact, model.manifest.model_copy(update={"calibration": calibration}))
     assert read_manifest(artifact).calibration is not None
     return artifact
+
+
+# A tiny InfoGAN: digits, 1 categorical code of 10 classes, 2 continuous codes, 4 noise dims, narrow networks.
+INFOGAN_SMOKE = [
+    "fit", "--objective", "infogan", "--name", "infogan_smoke", "--dataset", "digits", "--steps", "30",
+    "--batch-size", "16", "--width", "4", "--q-hidden", "16", "--continuous-codes", "2", "--categorical-codes",
+    "10", "--noise-dim", "4", "--log-every", "10", "--checkpoint-every", "30", "--sample-every", "30",
+    "--precision", "fp32",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def infogan_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny InfoGAN trained and exported by our own code (a few seconds), as a served model folder."""
+    from training.cli import main
+
+    root = tmp_path_factory.mktemp("infogan")
+    artifact = root / "models" / "infogan_smoke"
+    code = main([*INFOGAN_SMOKE, "--out-dir", str(root / "runs"), "--export-dir", str(artifact)])
+    assert code == 0
+    return artifact

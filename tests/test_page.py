@@ -378,3 +378,21 @@ def test_the_page_fits_a_phone_and_is_pictured(browser: Browser, url: str) -> No
     page.get_by_label("API key").blur()  # no focus ring in the README's picture
     save_screenshot(page)
     context.close()
+
+
+def test_the_page_runs_under_its_content_security_policy(page: Page, url: str) -> None:
+    # The page fixture fails on any console error, and a blocked script, style or picture is one.
+    answer = page.goto(url)
+    assert answer is not None
+    policy = answer.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+    connect(page, url)  # models listed, the decoded picture shown as a data: URL
+
+
+@pytest.mark.parametrize(("path", "shown"), [("/docs", "/synthesize"), ("/redoc", "/synthesize")])
+def test_the_api_docs_render_offline_from_this_service_alone(page: Page, url: str, path: str, shown: str) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(url + path)
+    expect(page.get_by_text(shown, exact=True).first).to_be_visible()
+    assert requested and all(address.startswith(url) or address.startswith(("data:", "blob:")) for address in requested)

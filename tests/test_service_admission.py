@@ -28,7 +28,7 @@ def stalled_upload(url: str) -> socket.socket:
     """A /decode whose client sends its headers and part of its body, then nothing: it holds its place."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
-    head = b"POST /decode HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    head = b"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     sock.sendall(head + b'{"latents": [[0.0, ')
     return sock
 
@@ -46,7 +46,7 @@ def test_past_the_limit_requests_wait_and_past_the_backlog_get_a_429_before_thei
             assert "at most 1 requests in progress and 1 waiting" in refused.json()["detail"]
             # Refused on its headers alone: a body announced but never sent makes no difference.
             with socket.create_connection(waiting.getpeername()[:2], timeout=30) as bare:
-                bare.sendall(b"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Length: 5000000\r\n\r\n")
+                bare.sendall(b"POST /encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n\r\n")
                 assert bare.recv(65536).startswith(b"HTTP/1.1 429")
         # The stalled clients are gone: once the server has seen them go, their places are free again.
         deadline = time.monotonic() + 30

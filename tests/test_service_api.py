@@ -25,6 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_BODY = 1 << 20
 MAX_SIDE = 256
 MAX_ITEMS = 64
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -169,12 +170,13 @@ def test_decode_answers_in_every_format_with_the_same_pixels(http: httpx.Client,
 def test_decode_rejects_bad_latents_naming_field_expected_and_received(http: httpx.Client) -> None:
     body = rejected(http.post("/decode", json={"latents": [ZERO, [0.0] * 3]}), 422, "latents[1]", "10 values")
     assert body["field"] == "latents[1]" and body["received"] == "3"
-    rejected(http.post("/decode", content=b'{"latents": [[0,0,0,0,0,0,0,0,0,NaN]]}'), 422, "latents[0][9]", "nan")
+    nan = b'{"latents": [[0,0,0,0,0,0,0,0,0,NaN]]}'
+    rejected(http.post("/decode", content=nan, headers=JSON), 422, "latents[0][9]", "nan")
     rejected(http.post("/decode", json={"latents": [[0.0] * 9 + [1e6]]}), 422, "finite value in [-20.0, 20.0]")
     rejected(http.post("/decode", json={"latents": []}), 422, "latents", "at least 1 item")
     rejected(http.post("/decode", json={"latents": [ZERO], "formt": "png"}), 422, "formt", "Extra inputs")
     rejected(http.post("/decode", json={"latents": [ZERO], "format": "tiff"}), 422, "format", "'png' or 'array'")
-    rejected(http.post("/decode", content=b'{"latents": [[0'), 422, "body", "Invalid JSON")
+    rejected(http.post("/decode", content=b'{"latents": [[0', headers=JSON), 422, "body", "Invalid JSON")
     rejected(http.post("/decode", json={"latents": [ZERO], "model": "nope"}), 404, "one of ['smoke'")
     too_many = {"latents": [ZERO] * (MAX_ITEMS + 1)}
     rejected(http.post("/decode", json=too_many), 413, f"at most {MAX_ITEMS} items", f"{MAX_ITEMS + 1}")
@@ -201,7 +203,7 @@ def test_bodies_over_the_limit_are_a_413_and_the_service_carries_on(http: httpx.
     def stream() -> Iterator[bytes]:  # no Content-Length: the limit must hold on the streamed bytes too
         yield from (b" " * (1 << 16) for _ in range(MAX_BODY // (1 << 16) + 2))
 
-    rejected(http.post("/decode", content=stream()), 413, f"at most {MAX_BODY} bytes")
+    rejected(http.post("/decode", content=stream(), headers=JSON), 413, f"at most {MAX_BODY} bytes")
     assert client.ready() and len(client.decode([ZERO])) == 1
 
 

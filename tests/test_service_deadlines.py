@@ -55,11 +55,13 @@ def connect(url: str, first_bytes: bytes) -> socket.socket:
 
 
 def mid_headers(url: str) -> socket.socket:
-    return connect(url, b"POST /decode HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n")
+    return connect(url, b"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
 
 
 def mid_body(url: str, path: str = "/decode") -> socket.socket:
-    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
     return connect(url, head.encode() + b'{"latents": [[0.0, ')
 
 
@@ -99,7 +101,9 @@ def test_connections_stalled_in_headers_or_body_are_answered_408_and_closed(mode
 def test_a_slow_upload_that_keeps_sending_is_not_cut(model_dir: Path) -> None:
     with server(model_dir, header_timeout_s=TIMEOUT_S, body_timeout_s=TIMEOUT_S) as (url, _):
         body = json.dumps({"latents": [[0.0] * 10]}).encode()
-        head = f"POST /decode HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        head = (
+            f"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        )
         with connect(url, head.encode() + b"\r\n\r\n") as sock:
             for k in range(0, len(body), 8):  # a few bytes at a time, over about three body deadlines
                 sock.sendall(body[k : k + 8])

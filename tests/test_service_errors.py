@@ -134,3 +134,17 @@ def test_booleans_are_not_numbers_and_numbers_are_not_booleans(http: httpx.Clien
     assert http.post("/decode", json={"latents": [[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]]}).status_code == 200
     upload = http.post("/encode", files=[("images", ("a.png", png((32, 32)), "image/png"))], data={"resize": "true"})
     assert upload.status_code == 200, upload.text
+
+
+def test_json_bodies_must_be_labelled_application_json(http: httpx.Client) -> None:
+    # text/plain, forms and unlabelled bodies are what a page on another site may POST without a preflight.
+    body = json.dumps({"latents": [ZERO]}).encode()
+    for kind in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": kind} if kind else {}
+        for path in ("/decode", "/encode", "/traverse", "/synthesize"):
+            answer = error(
+                http.post(path, content=body, headers=headers), 415, "Content-Type: expected application/json"
+            )
+            assert answer["received"] == (repr(kind) if kind else "none")
+    labelled = http.post("/decode", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert labelled.status_code == 200, labelled.text

@@ -92,8 +92,16 @@ def test_invalid_settings_stop_the_start_with_the_variable_named(tmp_path: Path)
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
     run = start(tmp_path, DISENTANGLE_QUEUE_DEPTH="0")
-    assert run.returncode == 2 and "queue_depth" in run.stderr and "greater than or equal to 1" in run.stderr
+    assert (
+        run.returncode == 2 and "DISENTANGLE_QUEUE_DEPTH" in run.stderr and "greater than or equal to 1" in run.stderr
+    )
     run = start(tmp_path / "nowhere")
-    assert run.returncode == 2 and "model_dir" in run.stderr
+    assert run.returncode == 2 and "DISENTANGLE_MODEL_DIR" in run.stderr
+    # A misspelt variable would otherwise leave its setting at the default without a word.
+    run = start(tmp_path, DISENTANGLE_MAX_ITEM="5")
+    assert run.returncode == 2, run.stderr
+    assert "unknown setting DISENTANGLE_MAX_ITEM; did you mean DISENTANGLE_MAX_ITEMS?" in run.stderr
+    run = start(tmp_path, disentangle_qeue_depth="5")
+    assert run.returncode == 2 and "did you mean DISENTANGLE_QUEUE_DEPTH?" in run.stderr
     run = start(tmp_path, DISENTANGLE_PROVIDERS="NoSuchExecutionProvider")
     assert run.returncode == 2 and "NoSuchExecutionProvider" in run.stderr

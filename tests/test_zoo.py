@@ -17,8 +17,8 @@ from PIL import Image
 from service_harness import REPO, serve
 
 from service.artifact import read_manifest
+from training.cli import config_from_dict
 from training.data import get_dataset
-from training.train import TrainConfig
 
 MODELS = REPO / "models"
 ZOO_CONFIGS = REPO / "configs" / "zoo"
@@ -48,7 +48,7 @@ def zoo_only(root: Path) -> Path:
 @pytest.mark.parametrize("name", BUNDLED)
 def test_each_zoo_config_is_the_recipe_its_artifact_was_trained_with(name: str) -> None:
     """`make zoo` retrains from these files: they must hold the hyperparameters and step count of what ships."""
-    config = TrainConfig.from_dict(tomllib.loads((ZOO_CONFIGS / f"{name}.toml").read_text()))
+    config = config_from_dict(tomllib.loads((ZOO_CONFIGS / f"{name}.toml").read_text()))
     manifest = read_manifest(MODELS / name)
     assert manifest.training.steps == config.steps
     assert manifest.training.images_seen == config.steps * config.batch_size

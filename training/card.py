@@ -47,42 +47,35 @@ def traversal_values(manifest: Manifest, dim: int, steps: int = TRAVERSAL_STEPS)
 
 
 def traversal_grid(model: OnnxModel) -> Image.Image:
-    """Rows: the continuous dims by KL, then one row per categorical part walking its classes (each part at its
-    most probable class on average elsewhere); rows shorter than the widest are padded with blank tiles."""
+    """Rows: continuous dims by KL, each walked over its spread; then each categorical part through its classes
+    (the other parts at class 0, continuous dims at their means, a GAN's noise at 0). Columns: steps or classes.
+    """
     manifest = model.manifest
     layout = manifest.layout
-    mean_probabilities = (
-        np.asarray(manifest.calibration.base, dtype=np.float32)[layout.continuous : layout.continuous + layout.classes]
-        if manifest.calibration is not None
-        else np.zeros(layout.classes, dtype=np.float32)
-    )
-    typical = np.zeros((1, layout.classes), dtype=np.float32)
-    for where in layout.probability_slices().values():
-        typical[0, where.start + int(mean_probabilities[where].argmax())] = 1
-    continuous = np.array([[s.mean for s in manifest.latent_stats]], dtype=np.float32)  # (1, c)
-    base = layout.flat(continuous, typical)[0]  # (d,)
+    parts = list(layout.part_slices().values())
+    columns = max([TRAVERSAL_STEPS, *(where.stop - where.start for where in parts)])
+    first_classes = np.zeros((1, layout.classes), dtype=np.float32)
+    for where in parts:
+        first_classes[0, where.start - layout.continuous] = 1.0
+    means = np.array([[s.mean for s in manifest.latent_stats]], dtype=np.float32)  # (1, c)
+    base = layout.flat(means, first_classes if layout.classes else None)[0]  # (d,)
     order = sorted(range(layout.continuous), key=lambda j: -manifest.latent_stats[j].kl)
-    rows: list[list[np.ndarray]] = []
+    latents, blank = [], []
     for dim in order:
-        rows.append([])
-        for value in traversal_values(manifest, dim):
+        for value in traversal_values(manifest, dim, columns):
             z = base.copy()
             z[dim] = value
-            rows[-1].append(z)
-    for where in layout.part_slices().values():
-        rows.append([])
-        for k in range(where.stop - where.start):
+            latents.append(z)
+    for where in parts:
+        for k in range(columns):
             z = base.copy()
-            z[where] = np.eye(where.stop - where.start, dtype=np.float32)[k]
-            rows[-1].append(z)
-    cols = max(len(row) for row in rows)
-    decoded = model.decode(np.concatenate([np.stack(row) for row in rows]))  # (sum of row lengths, C, H, W)
-    blank = np.zeros_like(decoded[0])
-    tiles, start = [], 0
-    for row in rows:
-        tiles += list(decoded[start : start + len(row)]) + [blank] * (cols - len(row))
-        start += len(row)
-    return tile(np.stack(tiles), len(rows), cols)
+            z[where] = 0.0
+            z[where.start + min(k, where.stop - where.start - 1)] = 1.0
+            blank.append(k >= where.stop - where.start)  # a part with fewer classes than columns
+            latents.append(z)
+    images = model.decode(np.stack(latents))
+    images[len(order) * columns :][np.array(blank, dtype=bool)] = 0.0
+    return tile(images, len(order) + len(parts), columns)
 
 
 def reconstructions(model: OnnxModel, dataset: ImageDataset, n: int = 10) -> Image.Image:
@@ -119,7 +112,8 @@ def training_curves(log: Path, path: Path) -> bool:
     if not records:
         return False
     seen = np.array([r["images_seen"] for r in records])
-    terms = [k for k in ("recon", "kl", "mi", "tc", "dwkl", "capacity") if k in records[0]]
+    known = ("recon", "kl", "mi", "tc", "dwkl", "capacity", "loss_d", "loss_g", "info_cat", "info_cont", "q_accuracy")
+    terms = [k for k in known if k in records[0]]
     fig = Figure(figsize=(3.2 * len(terms), 2.8))
     axes = fig.subplots(1, len(terms), squeeze=False)
     for ax, term in zip(axes[0], terms, strict=True):

@@ -1,8 +1,8 @@
 """Command line of the training half: ``disentangle-train fit | export | zoo``.
 
-    disentangle-train fit --preset smoke --export-dir models/smoke
+    disentangle-train fit --preset smoke --export-dir models-local/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
-    disentangle-train export runs/smoke --out models/smoke
+    disentangle-train export runs/smoke --out models-local/smoke
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """
@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from service.artifact import MANIFEST_NAME, Manifest
+from training.infogan import InfoGANConfig
 from training.presets import PRESETS
 from training.train import CHECKPOINT, PRECISIONS, TrainConfig
+
+CONFIG_CLASSES = (TrainConfig, InfoGANConfig)  # every field of either is a flag; `objective` picks the class
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -43,6 +46,16 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _config_fields() -> dict[str, tuple[Any, Any]]:
+    """name -> (type, default) over the config classes; a name both share keeps TrainConfig's default."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for cls in CONFIG_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            found.setdefault(f.name, (hints[f.name], f.default if f.default is not MISSING else None))
+    return found
+
+
 def _choices() -> dict[str, tuple[str, ...]]:
     """The valid values of the config's name-valued fields, from the registries that define them, so that a new
     objective or dataset shows up in --help and is accepted as a flag without editing this file."""
@@ -53,26 +66,24 @@ def _choices() -> dict[str, tuple[str, ...]]:
     return {
         "dataset": DATASETS,
         "architecture": typing.get_args(Architecture),
-        "objective": OBJECTIVES,
+        "objective": (*OBJECTIVES, "infogan"),  # InfoGAN's objective lives in training/infogan.py
         "likelihood": typing.get_args(Likelihood),
         "estimator": typing.get_args(Estimator),
         "precision": PRECISIONS,
+        "d_norm": ("spectral", "batch"),
     }
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
     choices = _choices()
-    for f in fields(TrainConfig):
-        if f.name == "dataset_params":
+    for name, (kind, default) in _config_fields().items():
+        if name == "dataset_params":
             continue
-        kind = hints[f.name]
-        default = f.default if f.default is not MISSING else None
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
+            f"--{name.replace('_', '-')}",
+            dest=name,
             type=_parse_bool if kind is bool else kind if kind in (int, float, str) else str,
-            choices=choices.get(f.name),
+            choices=choices.get(name),
             default=argparse.SUPPRESS,
             help=f"(default: {default})",
         )
@@ -82,17 +93,24 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
+def build_config(args: argparse.Namespace) -> TrainConfig | InfoGANConfig:
     values: dict[str, Any] = {}
     if args.preset:
         values.update(PRESETS[args.preset])
     if args.config:
         with Path(args.config).open("rb") as f:
             values.update(tomllib.load(f))
-    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(TrainConfig)}}
+    flags = {k: v for k, v in vars(args).items() if k in _config_fields()}
     if "dataset_params" in flags:
         flags["dataset_params"] = {**values.get("dataset_params", {}), **dict(flags["dataset_params"])}
     values.update(flags)
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig | InfoGANConfig:
+    """The config class is the objective's: InfoGAN has its own players and optimisers."""
+    if values.get("objective") == "infogan":
+        return InfoGANConfig.from_dict(values)
     return TrainConfig.from_dict(values)
 
 
@@ -184,9 +202,14 @@ def main(argv: list[str] | None = None) -> int:
 
             config = build_config(args)
             resume = args.resume or (args.resume_if_present and (config.run_dir / CHECKPOINT).exists())
-            run_dir = train(config, resume=resume)
-            if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
-                print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
+            if isinstance(config, InfoGANConfig):
+                from training.infogan import train_infogan
+
+                train_infogan(config, resume=resume)
+            else:
+                run_dir = train(config, resume=resume)
+                if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
+                    print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
         elif args.command == "export":
             from training.export import export_run
 

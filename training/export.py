@@ -1,6 +1,6 @@
 """Export a trained model to the artifact the service loads: encoder.onnx, decoder.onnx, manifest.json.
 
-    disentangle-train export runs/smoke --out models/smoke
+    disentangle-train export runs/smoke --out models-local/smoke
 
 The export runs both ONNX files in onnxruntime against torch on a real batch and refuses to write an
 artifact whose outputs differ by more than 1e-4. It writes into a temporary folder and swaps it in only
@@ -247,6 +247,10 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
 def export_run(run_dir: Path, out_dir: Path, name: str | None = None) -> Manifest:
     """Export the checkpoint of a training run (the model as of its last checkpoint)."""
     state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    if state["config"].get("objective") == "infogan":
+        from training.infogan_export import export_infogan_run
+
+        return export_infogan_run(Path(run_dir), state, Path(out_dir), name=name)
     cfg = TrainConfig.from_dict(state["config"])
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     model = build_model(cfg, dataset)

@@ -333,6 +333,10 @@ def save_checkpoint(
     }
     if memory is not None:
         state["tc_memory"] = memory.state_dict()
+    write_checkpoint(path, state)
+
+
+def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".pt.tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind

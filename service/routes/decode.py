@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses
 from service.imaging import b64, png, pngs, to_pixels
 from service.payloads import (
     BINARY,
@@ -42,7 +43,7 @@ BINARY_PARAMETERS = [
     },
     {"name": "X-Shape", "in": "header", "schema": {"type": "string"}, "description": "same as ?shape="},
 ]
-RESPONSES = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
             PNG: {"schema": {"type": "string", "format": "binary"}},
@@ -72,7 +73,7 @@ def _json(model: str, fmt: str, outputs: Outputs) -> Reply:
     "/decode",
     summary="Decode latent vectors into images",
     response_model=DecodeResponse,
-    responses=RESPONSES,  # type: ignore[arg-type]
+    responses=RESPONSES | error_responses(*INFERENCE_ERRORS, 406),
     openapi_extra=documented_body(DecodeRequest, BINARY_BODY) | {"parameters": BINARY_PARAMETERS},
 )
 async def decode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:

@@ -16,7 +16,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from service import arraytext
 from service.artifact import LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected, invalid
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
 from service.imaging import ImageReader
 from service.payloads import MULTIPART, Reply, content_type, documented_body, json_body, json_bytes, validated
 from service.runtime import Outputs
@@ -134,6 +134,7 @@ def _encoded(layout: LatentLayout, model: str, sample: bool, seed: int | None, o
     "/encode",
     summary="Encode images into latent means and log-variances, category probabilities (and samples)",
     response_model=EncodeResponse,
+    responses=error_responses(*INFERENCE_ERRORS),
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
 async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from service.calibration import FactorRequestError, latent_for
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected, shown
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import b64, png, to_pixels
 from service.payloads import PNG, Reply, accepts, documented_body, json_bytes, parse_json
 from service.runtime import Outputs
@@ -18,7 +19,7 @@ from service.validation import check_latents
 
 router = APIRouter(tags=["synthesize"])
 
-RESPONSES = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {PNG: {"schema": {"type": "string", "format": "binary"}}},
         "description": "JSON by default; the PNG itself with `Accept: image/png`, the latent in X-Latent",
@@ -37,7 +38,7 @@ def _finish(model: str, latent: np.ndarray, raw: bool, outputs: Outputs) -> Repl
     "/synthesize",
     summary="Decode the image that named factor values describe (models with a factor calibration)",
     response_model=SynthesizeResponse,
-    responses=RESPONSES,  # type: ignore[arg-type]
+    responses=RESPONSES | error_responses(*INFERENCE_ERRORS),
     openapi_extra=documented_body(SynthesizeRequest),
 )
 async def synthesize(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:

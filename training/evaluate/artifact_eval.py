@@ -108,16 +108,20 @@ def evaluate(
     n = min(UNSUPERVISED_SAMPLES, len(dataset))
     images = dataset.images(rng.choice(len(dataset), size=n, replace=False))
     mu, logvar = model.encode(images)
-    kl = kl_per_dim(mu, logvar)
     metrics: dict[str, float | int | str] = {
         f"recon_{'bce' if manifest.likelihood == 'bernoulli' else 'mse'}": reconstruction_per_image(
             images, model.decode(model.reconstruction_latent(images)), manifest.likelihood
         ),
-        "kl_total": float(kl.sum()),
-        "active_dims": int(active_dims(kl).sum()),
-        "tc_estimate": total_correlation_estimate(mu, logvar, len(dataset), rng),
         "eval_samples": n,
     }
+    if manifest.objective == "infogan":
+        # Q is no posterior held against a prior: KL, active dims by KL and the TC of q(z) do not apply.
+        metrics["active_dims"] = "n/a"
+    else:
+        kl = kl_per_dim(mu, logvar)
+        metrics["kl_total"] = float(kl.sum())
+        metrics["active_dims"] = int(active_dims(kl).sum())
+        metrics["tc_estimate"] = total_correlation_estimate(mu, logvar, len(dataset), rng)
     if not isinstance(dataset, FactorDataset):
         return Evaluation(metrics, None, None, [])
 

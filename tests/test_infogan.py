@@ -1,0 +1,108 @@
+"""InfoGAN end to end: the objective's parts, the loop's resume, the export's contract and parity, serving."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from service.artifact import read_manifest, sha256_of
+from training.cli import main
+from training.gan import CodeLayout, InfoGAN
+from training.infogan import InfoGANConfig, info_loss, train_infogan
+from training.train import CHECKPOINT, LOG, load_checkpoint
+
+LAYOUT = CodeLayout(continuous=2, categorical=(10,), noise=4)  # the smoke model's, as in conftest.INFOGAN_SMOKE
+
+
+def tiny(tmp_path: Path, **overrides: object) -> InfoGANConfig:
+    values: dict = {
+        "name": "tiny", "steps": 12, "batch_size": 8, "width": 4, "q_hidden": 8, "continuous_codes": 2,
+        "noise_dim": 4, "log_every": 4, "checkpoint_every": 6, "sample_every": 0, "precision": "fp32",
+        "out_dir": str(tmp_path / "runs"),
+    }  # fmt: skip
+    values.update(overrides)
+    return InfoGANConfig.from_dict(values)
+
+
+def test_layout_vectors_are_continuous_codes_then_one_hot_classes_then_noise() -> None:
+    z, continuous, classes = LAYOUT.sample(500, torch.Generator().manual_seed(0))
+    assert z.shape == (500, 16) and continuous.shape == (500, 2) and classes.shape == (500, 1)
+    torch.testing.assert_close(z[:, :2], continuous)
+    assert continuous.min() >= -1 and continuous.max() <= 1
+    one_hot = z[:, 2:12]
+    assert torch.equal(one_hot.argmax(1), classes[:, 0]) and torch.equal(one_hot.sum(1), torch.ones(500))
+    assert set(classes[:, 0].tolist()) == set(range(10))
+    assert 0.8 < float(z[:, 12:].std()) < 1.2, "noise ~ N(0, 1)"
+
+
+def test_info_loss_is_the_codes_negative_log_likelihood_under_q() -> None:
+    model = InfoGAN(LAYOUT, width=4, q_hidden=8)
+    continuous = torch.tensor([[0.5, -0.5]])
+    classes = torch.tensor([[3]])
+    q = torch.zeros(1, 10 + 4)
+    q[0, 3] = 50.0  # Q sure of class 3
+    q[0, 10:12] = continuous  # means on the codes, log variance 0
+    cat, cont, accuracy = info_loss(model, q, continuous, classes)
+    assert float(cat) < 1e-6 and float(accuracy) == 1.0
+    assert float(cont) == pytest.approx(np.log(2 * np.pi), rel=1e-6), "two unit Gaussians at their means"
+    wrong = q.clone()
+    wrong[0, 3], wrong[0, 4] = 0.0, 50.0
+    assert float(info_loss(model, wrong, continuous, classes)[0]) == pytest.approx(50.0, rel=1e-4)
+
+
+def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path: Path) -> None:
+    straight = train_infogan(tiny(tmp_path, name="straight"))
+    train_infogan(tiny(tmp_path, name="interrupted", steps=6))
+    resumed = train_infogan(tiny(tmp_path, name="interrupted"), resume=True)
+    a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(resumed / CHECKPOINT)
+    assert b["progress"]["step"] == 12 and b["progress"]["images_seen"] == 12 * 8
+    for key, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
+    records = [json.loads(line) for line in (resumed / LOG).open()]
+    assert [r["step"] for r in records] == [4, 6, 8, 12]  # the interrupted run logged its last step
+    assert {"loss_d", "loss_g", "info_cat", "info_cont", "q_accuracy"} <= set(records[-1])
+
+
+def test_a_run_writes_sample_grids_of_the_generator(tmp_path: Path) -> None:
+    run = train_infogan(tiny(tmp_path, steps=4, sample_every=2))
+    grids = sorted(p.name for p in (run / "samples").iterdir())
+    assert grids == ["step_0000002.png", "step_0000004.png"]
+
+
+def test_cli_parses_infogan_flags_and_rejects_vae_keys_for_it(tmp_path: Path, capsys) -> None:
+    base = ["fit", "--objective", "infogan", "--out-dir", str(tmp_path / "runs"), "--steps", "2", "--batch-size", "4"]
+    small = ["--width", "2", "--sample-every", "0", "--precision", "fp32"]
+    assert main([*base, *small, "--categorical-codes", "3,2"]) == 0
+    assert json.loads((tmp_path / "runs" / "infogan" / "config.json").read_text())["categorical_codes"] == [3, 2]
+    assert main([*base, "--beta", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config keys ['beta'] for objective 'infogan'" in err and "lambda_cont" in err
+    assert main([*base, "--categorical-codes", "1"]) == 2
+    assert "at least 2 classes, got [1]" in capsys.readouterr().err
+
+
+def test_infogan_artifact_is_g_as_decoder_and_q_as_encoder_with_parity(infogan_artifact: Path) -> None:
+    manifest = read_manifest(infogan_artifact)
+    assert manifest.objective == "infogan" and manifest.latent_dim == LAYOUT.size
+    assert manifest.metrics["export_parity_max_abs_diff"] <= 1e-4
+    for role, file in manifest.files.items():
+        assert sha256_of(infogan_artifact / file.path) == file.sha256, role
+    assert manifest.training.steps == 30 and manifest.training.images_seen == 30 * 16
+    assert manifest.layout.continuous == 2 and manifest.layout.noise == 4
+    assert [(p.name, p.classes) for p in manifest.layout.categorical] == [("cat0", 10)]
+    assert len(manifest.latent_stats) == 2 and all(s.active and s.kl == 0 for s in manifest.latent_stats)
+
+    encoder = ort.InferenceSession(str(infogan_artifact / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    decoder = ort.InferenceSession(str(infogan_artifact / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    z = LAYOUT.sample(5, torch.Generator().manual_seed(1))[0].numpy()
+    (images,) = decoder.run(["image"], {"z": z})
+    assert images.shape == (5, 1, 64, 64) and 0 <= images.min() and images.max() <= 1
+    mu, logvar, probabilities = encoder.run(["mu", "logvar", "probabilities"], {"image": images})
+    assert mu.shape == logvar.shape == (5, 2) and np.isfinite(logvar).all()
+    assert probabilities.shape == (5, 10)
+    assert (probabilities >= 0).all() and np.allclose(probabilities.sum(1), 1, atol=1e-5)

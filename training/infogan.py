@@ -1,0 +1,334 @@
+"""InfoGAN's training loop: D and G+Q take turns; checkpoints, a JSONL log and sample grids as the run goes.
+
+    disentangle-train fit --config configs/zoo/digits_infogan.toml                 # runs/digits_infogan/
+    disentangle-train fit --config configs/zoo/digits_infogan.toml --resume --time-limit-min 30
+    disentangle-train fit --objective infogan --dataset digits --steps 200         # any field is a flag
+
+The objective (Chen et al. 2016, eq. 6): min_{G,Q} max_D V(D, G) - lambda L_I(G, Q), where L_I is the
+variational lower bound on the mutual information I(c; G(z, c)). Up to constants, -L_I is Q's negative
+log-likelihood of the codes that made a generated image: cross-entropy for a categorical code (weight
+``lambda_cat``, 1 in the paper) and a factored Gaussian's NLL for the continuous codes (``lambda_cont``, the
+paper's "smaller lambda" for continuous codes, 0.1). G uses the non-saturating loss -log D(G(z)) (Goodfellow
+et al. 2014, section 3). As in the paper, Q shares D's conv trunk; the trunk is trained by D's loss alone
+and Q's head by L_I, with G's optimiser (Adam, lr 1e-3 for G and Q, 2e-4 for D, betas (0.5, 0.999)).
+
+Batches come from the same renderer and per-step seeding as ``training/train.py``, so a resumed run draws the
+same real images it would have drawn without the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.card import tile
+from training.data import get_dataset
+from training.data.base import ImageDataset
+from training.gan import CodeLayout, InfoGAN
+from training.train import (
+    CHECKPOINT,
+    LOG,
+    Progress,
+    bf16_supported,
+    cached_batches,
+    load_checkpoint,
+    rendered_batches,
+    resolve_device,
+    write_checkpoint,
+)
+
+SAMPLES_DIR = "samples"
+SAMPLE_COLUMNS = 10
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class InfoGANConfig:
+    name: str = "infogan"
+    objective: str = "infogan"
+    # data
+    dataset: str = "digits"
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    # the generator's input: continuous codes ~ U(-1, 1), categorical codes (classes of each), noise ~ N(0, 1)
+    continuous_codes: int = 5
+    categorical_codes: list[int] = field(default_factory=lambda: [10])
+    noise_dim: int = 32
+    width: int = 16  # G's channels are 8w, 4w, 2w, w; D's trunk mirrors them
+    q_hidden: int = 64
+    d_norm: str = "spectral"  # spectral (Miyato et al. 2018) | batch (DCGAN)
+    # objective
+    lambda_cat: float = 1.0
+    lambda_cont: float = 0.1
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 (Sonderby et al. 2017) ...
+    instance_noise_steps: int = 0  # ... falling linearly to 0 over this many steps
+    # optimisation
+    batch_size: int = 64
+    lr_d: float = 2e-4
+    lr_g: float = 1e-3
+    beta1: float = 0.5
+    beta2: float = 0.999
+    steps: int = 10_000
+    seed: int = 0
+    time_limit_min: float = 0.0  # when > 0, stop (with a checkpoint) after this many minutes; resume later
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast on the networks; losses stay fp32)
+    cache_on_device: bool = False
+    # bookkeeping
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    sample_every: int = 1000  # a grid of generated images in samples/ (0: never)
+    out_dir: str = "runs"
+    export_dir: str = ""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    @property
+    def layout(self) -> CodeLayout:
+        return CodeLayout(self.continuous_codes, tuple(self.categorical_codes), self.noise_dim)
+
+    def __post_init__(self) -> None:
+        if self.objective != "infogan":
+            raise ValueError(f"InfoGANConfig is for objective 'infogan', got {self.objective!r}")
+        if isinstance(self.categorical_codes, str):  # from a flag: "10" or "10,3"
+            self.categorical_codes = [int(part) for part in self.categorical_codes.split(",") if part.strip()]
+        if any(n < 2 for n in self.categorical_codes):
+            raise ValueError(f"each categorical code needs at least 2 classes, got {self.categorical_codes}")
+        if min(self.continuous_codes, self.noise_dim) < 0 or self.layout.size < 1:
+            raise ValueError("continuous_codes and noise_dim must be >= 0, and the layout must not be empty")
+        if self.batch_size < 2 or self.steps < 1 or self.width < 1:
+            raise ValueError("batch_size must be >= 2 (batch norm), steps and width positive")
+        for name in ("lr_d", "lr_g"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InfoGANConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown} for objective 'infogan'; valid keys: {sorted(known)}")
+        return cls(**values)
+
+
+def build_infogan(cfg: InfoGANConfig, dataset: ImageDataset) -> InfoGAN:
+    channels, height, width = dataset.image_shape
+    if (height, width) != (64, 64):
+        raise ValueError(f"models take 64x64 images; dataset {cfg.dataset!r} gives {height}x{width}")
+    model = InfoGAN(cfg.layout, channels, cfg.width, cfg.q_hidden, cfg.d_norm)  # type: ignore[arg-type]
+    sample = dataset.images(np.random.default_rng(cfg.seed).integers(0, len(dataset), size=256))
+    model.generator.start_at(float(sample.mean()))
+    return model
+
+
+def info_loss(
+    model: InfoGAN, q: torch.Tensor, continuous: torch.Tensor, classes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Q's NLL of the codes: (summed cross-entropy of the categorical codes, Gaussian NLL of the continuous
+    ones summed over codes, accuracy of Q's argmax on the first categorical code), each a batch mean."""
+    logits, mean, logvar = model.discriminator.split_q(q.float())
+    cat = sum((nn.functional.cross_entropy(part, classes[:, i]) for i, part in enumerate(logits)), torch.zeros(()))
+    # -log N(c; mean, exp(logvar)) = 0.5 (log 2 pi + logvar + (c - mean)^2 / exp(logvar))
+    cont = (0.5 * (LOG_2PI + logvar + (continuous - mean) ** 2 * torch.exp(-logvar))).sum(1).mean()
+    accuracy = (logits[0].argmax(1) == classes[:, 0]).float().mean() if logits else torch.zeros(())
+    return cat, cont, accuracy
+
+
+def instance_noise_std(cfg: InfoGANConfig, step: int) -> float:
+    if cfg.instance_noise <= 0 or step >= cfg.instance_noise_steps:
+        return 0.0
+    return cfg.instance_noise * (1 - step / cfg.instance_noise_steps)
+
+
+def parameter_groups(model: InfoGAN) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(D's trunk and real/fake head, G and Q's head): the paper's two players, Q on G's side."""
+    d = [*model.discriminator.trunk.parameters(), *model.discriminator.d_head.parameters()]
+    g = [*model.generator.parameters(), *model.discriminator.q_head.parameters()]
+    return d, g
+
+
+def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def sample_layouts(layout: CodeLayout, columns: int = SAMPLE_COLUMNS, seed: int = 0) -> torch.Tensor:
+    """Layout vectors for a sample grid: a row per class of the first categorical code (the other codes and
+    noise fixed per column), then a row per continuous code swept over [-1, 1] from -1 to 1, the rest of
+    that row's input fixed (row j takes column j's draw)."""
+    generator = torch.Generator().manual_seed(seed)
+    _, continuous, classes = layout.sample(columns, generator)
+    noise = torch.randn(columns, layout.noise, generator=generator)
+    rows = []
+    for k in range(layout.categorical[0] if layout.categorical else 0):
+        fixed = classes.clone()
+        fixed[:, 0] = k
+        rows.append(layout.assemble(continuous, fixed, noise))
+    sweep = torch.linspace(-1, 1, columns)
+    for j in range(layout.continuous):
+        varied = torch.zeros(columns, layout.continuous)
+        varied[:, j] = sweep
+        pick = torch.full((columns,), j % columns)
+        rows.append(layout.assemble(varied, classes[pick], noise[pick]))
+    return torch.cat(rows)  # (rows * columns, size)
+
+
+@torch.no_grad()
+def save_samples(model: InfoGAN, path: Path, columns: int = SAMPLE_COLUMNS) -> None:
+    """The generator in eval mode (batch norm's running statistics), as the exported decoder will draw."""
+    was_training = model.training
+    model.eval()
+    z = sample_layouts(model.layout, columns).to(next(model.parameters()).device)
+    images = torch.sigmoid(model.generator(z)).float().cpu().numpy()
+    model.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tile(images, len(images) // columns, columns, scale=1).save(path)
+
+
+def adversarial_step(
+    cfg: InfoGANConfig,
+    model: InfoGAN,
+    opt_d: torch.optim.Optimizer,
+    opt_g: torch.optim.Optimizer,
+    real: torch.Tensor,
+    step: int,
+    autocast: AbstractContextManager,
+) -> dict[str, torch.Tensor]:
+    """One update of D, then one of G and Q, on a (B, C, H, W) batch of real images; return the terms."""
+    z, continuous, classes = (t.to(real.device) for t in model.layout.sample(real.shape[0]))
+    sigma = instance_noise_std(cfg, step)
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        return x + sigma * torch.randn_like(x) if sigma > 0 else x
+
+    with autocast:
+        fake = torch.sigmoid(model.generator(z))  # (B, C, H, W)
+        # D: real -> 1, fake -> 0, as log-sigmoid losses: -log D(x) - log(1 - D(G(z))).
+        d_real, _ = model.discriminator(noisy(real))
+        d_fake, _ = model.discriminator(noisy(fake.detach()))
+    loss_d = nn.functional.softplus(-d_real.float()).mean() + nn.functional.softplus(d_fake.float()).mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+
+    with autocast:
+        d_gen, q = model.discriminator(noisy(fake))
+    loss_g = nn.functional.softplus(-d_gen.float()).mean()  # non-saturating: -log D(G(z))
+    info_cat, info_cont, q_accuracy = info_loss(model, q, continuous, classes)
+    opt_g.zero_grad(set_to_none=True)
+    (loss_g + cfg.lambda_cat * info_cat + cfg.lambda_cont * info_cont).backward()
+    opt_g.step()
+    return {
+        "loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "info_cat": info_cat.detach(),
+        "info_cont": info_cont.detach(), "q_accuracy": q_accuracy.detach(),
+        "d_real": torch.sigmoid(d_real.detach().float()).mean(),
+        "d_fake": torch.sigmoid(d_fake.detach().float()).mean(), "instance_noise": torch.tensor(sigma),
+    }  # fmt: skip
+
+
+def train_infogan(cfg: InfoGANConfig, resume: bool = False) -> Path:
+    """Train to ``cfg.steps``; return the run folder (checkpoint.pt, log.jsonl, config.json, samples/)."""
+    device = resolve_device(cfg.device, 0)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
+    torch.manual_seed(cfg.seed)
+    model = build_infogan(cfg, dataset).to(device)
+    d_params, g_params = parameter_groups(model)
+    opt_d = adam(d_params, cfg.lr_d, (cfg.beta1, cfg.beta2))
+    opt_g = adam(g_params, cfg.lr_g, (cfg.beta1, cfg.beta2))
+
+    hardware = {"device": str(device), "precision": "bf16" if use_bf16 else "fp32"}
+    progress = Progress()
+    checkpoint_path = run_dir / CHECKPOINT
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        opt_d.load_state_dict(state["opt_d"])
+        opt_g.load_state_dict(state["opt_g"])
+        progress = Progress(**state["progress"])
+        torch.set_rng_state(state["torch_rng"])
+    elif resume:
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+
+    def checkpoint() -> None:
+        state = {
+            **hardware, "model": model.state_dict(), "opt_d": opt_d.state_dict(), "opt_g": opt_g.state_dict(),
+            "config": asdict(cfg), "progress": asdict(progress), "torch_rng": torch.get_rng_state(),
+        }  # fmt: skip
+        write_checkpoint(checkpoint_path, state)
+
+    autocast: AbstractContextManager = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    if cfg.cache_on_device:
+        batches = cached_batches(dataset, cfg.batch_size, cfg.seed, 0, progress.step, device)
+    else:
+        batches = rendered_batches(dataset, cfg.batch_size, cfg.seed, 0, progress.step, device.type == "cuda")
+    log_file = (run_dir / LOG).open("a")
+    bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.name, mininterval=1.0)
+    sums: dict[str, torch.Tensor] = {}
+    window_start, window_images = time.perf_counter(), 0
+    run_start_wall = progress.wall_time_s
+    session_start = time.perf_counter()
+
+    model.train()
+    for step in range(progress.step, cfg.steps):
+        real = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
+        batch = real.shape[0]
+        terms = adversarial_step(cfg, model, opt_d, opt_g, real, step, autocast)
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0) + value
+        window_images += batch
+        done = step + 1
+        progress = Progress(
+            step=done,
+            images_seen=progress.images_seen + batch,
+            wall_time_s=run_start_wall + time.perf_counter() - session_start,
+        )
+        elapsed_min = (time.perf_counter() - session_start) / 60
+        out_of_time = cfg.time_limit_min > 0 and done % cfg.log_every == 0 and elapsed_min > cfg.time_limit_min
+        last = done == cfg.steps or out_of_time
+        if done % cfg.log_every == 0 or last:
+            count = (done - 1) % cfg.log_every + 1
+            means = {k: float(v) / count for k, v in sums.items()}
+            if not all(math.isfinite(v) for v in means.values()):
+                raise FloatingPointError(f"a loss term is not finite before step {done}: {means}")
+            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+            sums, window_start, window_images = {}, time.perf_counter(), 0
+            record = {**asdict(progress), "images_per_s": round(rate, 1), **means}
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, img_s=f"{rate:.0f}")
+        bar.update(1)
+        if done % cfg.checkpoint_every == 0 or last:
+            checkpoint()
+        if cfg.sample_every and (done % cfg.sample_every == 0 or last):
+            save_samples(model, run_dir / SAMPLES_DIR / f"step_{done:07d}.png")
+        if out_of_time:
+            break
+
+    bar.close()
+    batches.close()
+    log_file.close()
+    if cfg.export_dir:
+        from training.export import export_run
+
+        export_run(run_dir, Path(cfg.export_dir))
+    return run_dir
