@@ -20,7 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from service.admission import Admission
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
-from service.errors import install_error_handlers
+from service.errors import error_responses, install_error_handlers
+from service.fastpath import FastRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
@@ -70,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Without a key the check is left out entirely rather than run as a no-op on every request.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     # Routes are matched in order, so the busiest go first.
+    # Every route may answer 400 (an untrusted Host) and 500; guarded ones 401.
+    common = error_responses(400, 500, *([401] if guarded else []))
     for resource in (decode, encode, traverse, synthesize, models, admin):
-        app.include_router(resource.router, dependencies=guarded)
-    app.include_router(health.router)
+        app.include_router(resource.router, dependencies=guarded, responses=common)
+    app.include_router(health.router, responses=error_responses(400, 500))
     app.include_router(docs.router)
     app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS), name="docs-assets")
 
@@ -84,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def home() -> Response:
         return FileResponse(index) if index.is_file() else RedirectResponse("/docs")
 
+    if settings.fast_paths:
+        # Added first, so it is innermost: the middleware below wraps the fast paths like every route.
+        app.add_middleware(FastRoutes, owner=app, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -94,6 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(Admission, limit=settings.admission_limit, backlog=settings.admission_backlog)
     hosts = TrustedHosts(settings.trusted_hosts, settings.host)
-    app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes, hosts=hosts)
+    app.add_middleware(
+        RequestContext,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        hosts=hosts,
+        access_log=settings.access_log,
+    )
     app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     return app

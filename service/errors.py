@@ -196,3 +196,30 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Rejected, _rejected)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+
+
+# What each error status means, as the OpenAPI documents it; every one answers an ErrorBody.
+ERROR_MEANINGS = {
+    400: "a Host header not among the trusted hosts, or a malformed multipart body",
+    401: "no or a wrong API key (only when DISENTANGLE_API_KEY is set)",
+    403: "not allowed from where the request came",
+    404: "no such model, card picture or path",
+    406: "Accept: image/png for more than one image",
+    408: "request headers or body not sent in time",
+    409: "some artifact folders failed to load; their previous models still serve",
+    413: "body, item count, image side or pixel count over a limit",
+    415: "a Content-Type this route does not read",
+    422: "a value the route cannot use, naming the field, the expected and the received",
+    429: "the queue or the admission backlog is full; retry after Retry-After seconds",
+    500: "a failure of the service itself: only the request id, under which its log has the details",
+    503: "not ready: no model, a network that keeps failing, or shutting down",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route (or router) that can answer these error statuses."""
+    return {status: {"model": ErrorBody, "description": ERROR_MEANINGS[status]} for status in statuses}
+
+
+# What a route that reads a body and runs a model may answer besides 200, 400, 401 and 500.
+INFERENCE_ERRORS = (404, 408, 413, 415, 422, 429, 503)

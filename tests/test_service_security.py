@@ -77,3 +77,28 @@ def test_the_docs_load_only_files_of_this_service(url: str) -> None:
             asset = httpx.get(f"{url}/{reference.lstrip('/')}")
             assert asset.status_code == 200 and len(asset.content) > 0, reference
         assert "cdn" not in html.lower()
+
+
+def test_the_openapi_documents_every_error_status_in_the_error_shape(url: str) -> None:
+    spec = httpx.get(url + "/openapi.json").json()
+    assert set(spec["components"]["schemas"]["ErrorBody"]["properties"]) >= {"detail", "field", "expected", "received"}
+    inference = {"400", "401", "404", "408", "413", "415", "422", "429", "500", "503"}
+    expected = {
+        ("post", "/decode"): inference | {"406"},
+        ("post", "/encode"): inference,
+        ("post", "/traverse"): inference,
+        ("post", "/synthesize"): inference,
+        ("get", "/models"): {"400", "401", "500"},
+        ("get", "/models/{name}"): {"400", "401", "404", "422", "500"},
+        ("get", "/models/{name}/card/{file}"): {"400", "401", "404", "422", "500"},
+        ("post", "/admin/reload"): {"400", "401", "403", "409", "500"},
+        ("get", "/readyz"): {"400", "500", "503"},  # open without the key, for orchestrators
+        ("get", "/healthz"): {"400", "500"},
+    }
+    for (method, path), statuses in expected.items():
+        responses = spec["paths"][path][method]["responses"]
+        errors = {status for status in responses if status[0] in "45"}
+        assert errors == statuses, (path, sorted(errors))
+        for status in errors:
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status, schema)

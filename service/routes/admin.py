@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import SettingsDep
-from service.errors import Rejected
+from service.errors import Rejected, error_responses
 from service.registry import reload_registry
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -20,10 +20,7 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 @router.post(
     "/reload",
     summary="Load the artifacts as they are now on disk; models that fail to load keep serving as they were",
-    responses={
-        403: {"description": "no API key is set and the request does not come from the service's own host"},
-        409: {"description": "some artifact folders failed to load: their previous models (if any) still serve"},
-    },
+    responses=error_responses(403, 409),
 )
 async def reload(request: Request, settings: SettingsDep) -> JSONResponse:
     # With a key, the key guards this route like every other. Without one, anyone who can reach the port

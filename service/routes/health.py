@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.dependencies import RegistryDep
-from service.errors import Rejected
+from service.errors import Rejected, error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -20,6 +20,7 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="Models are loaded, the default among them, no network keeps failing and no loaded model's files "
     "went bad; 503 naming what is wrong otherwise",
+    responses=error_responses(503),
 )
 async def readyz(registry: RegistryDep) -> dict[str, object]:
     registry.check_files()

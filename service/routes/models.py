@@ -7,10 +7,11 @@ from fastapi import APIRouter, Request, Response
 
 from service.artifact import CARD_DIR
 from service.dependencies import RegistryDep
-from service.errors import Rejected, shown
+from service.errors import Rejected, error_responses, shown
 from service.schemas import BrokenInfo, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
+PICTURE = {"type": "string", "format": "binary"}
 
 
 @router.get("", summary="Every loaded model, the default, and the artifacts that failed to load")
@@ -23,7 +24,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
     )
 
 
-@router.get("/{name}", summary="One model's manifest, less the file list")
+@router.get("/{name}", summary="One model's manifest, less the file list", responses=error_responses(404, 422))
 async def get_model(name: str, registry: RegistryDep, request: Request) -> ModelInfo:
     model = registry.get(name)
     request.state.model = model.name
@@ -34,7 +35,7 @@ async def get_model(name: str, registry: RegistryDep, request: Request) -> Model
     "/{name}/card/{file}",
     summary="A picture of the model card",
     response_class=Response,
-    responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}},
+    responses=error_responses(404, 422) | {200: {"content": {"image/png": {"schema": PICTURE}}}},
 )
 async def get_card_picture(name: str, file: str, registry: RegistryDep, request: Request) -> Response:
     model = registry.get(name)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from service.artifact import Manifest
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected, shown
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import ImageReader, b64, gif, png, pngs, tile
 from service.payloads import GIF, PNG, Reply, documented_body, json_bytes, parse_json
 from service.registry import Model
@@ -24,7 +25,7 @@ PRIOR_RANGE = (-3.0, 3.0)
 STATS_SPAN = 3.0  # default range: mean +- this many standard deviations of the dimension's mu
 MIN_STD = 1e-3  # below it a dimension's statistics say nothing about a useful range
 
-RESPONSES = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {PNG: {"schema": {"type": "string", "format": "binary"}}, GIF: {}},
         "description": "format grid: one PNG, rows = dims, columns = steps; format gif: an animated GIF; "
@@ -105,7 +106,7 @@ def _finish(
     "/traverse",
     summary="Vary latent dimensions of a base and decode each step: a grid PNG, frames or a GIF",
     response_model=TraverseFrames,
-    responses=RESPONSES,  # type: ignore[arg-type]
+    responses=RESPONSES | error_responses(*INFERENCE_ERRORS),
     openapi_extra=documented_body(TraverseRequest),
 )
 async def traverse(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
