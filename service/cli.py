@@ -48,6 +48,7 @@ def settings_problem(error: ValidationError) -> str:
 # environment, which `main` fills in from its flags).
 WORKER_APP = "service.cli:worker_app"
 WORKER_PROTOCOL = "service.cli:WorkerProtocol"
+WORKER_PING_TIMEOUT_S = 60
 
 
 def worker_app() -> ASGIApp:
@@ -83,6 +84,10 @@ def _config(app: ASGIApp | str, http: type | str, settings: Settings, workers: i
         http=http,
         # uvicorn waits for every connection to finish on shutdown; this bounds the wait (typed int, takes float).
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
+        # The supervisor kills a worker that does not answer its ping in time, and a worker answers only once
+        # its imports are done: uvicorn's 5 s is less than that takes on a busy host, which then kills and
+        # restarts its workers for ever.
+        timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S,
     )
 
 
