@@ -65,7 +65,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     DISENTANGLE_HOST=0.0.0.0 \
     DISENTANGLE_PORT=8000 \
     DISENTANGLE_MODEL_DIR=/models \
-    DISENTANGLE_DEFAULT_MODEL=dsprites_beta_tcvae
+    DISENTANGLE_DEFAULT_MODEL=dsprites_beta_tcvae \
+    DISENTANGLE_WORKERS=0
+# DISENTANGLE_WORKERS=0: one server process per CPU of the container's quota (docker run --cpus, compose's
+# API_CPUS), each with every model loaded; Kubernetes sets 1 and scales pods instead.
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /models /models
 # The folder (not the artifacts in it) belongs to the service user: a trainer sharing the volume as that user can

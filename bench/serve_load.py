@@ -1,46 +1,59 @@
-"""Load benchmark of the HTTP service against the in-process ceiling, with micro-batching on and off.
+"""Load benchmark of the HTTP service against the in-process ceiling and a plain FastAPI peer, in one window.
 
-    python bench/serve_load.py --model-dir models            # needs wrk: apt-get install -y wrk
+    python bench/serve_load.py                 # about 8 minutes; needs wrk (apt-get install -y wrk)
+    python bench/serve_load.py --quick         # about 2 minutes: 3 s cases, one repeat
 
-For each scenario it first measures the ceiling in this process (the same onnxruntime call plus the PNG
-codec, no HTTP), then starts `disentangle-serve` on loopback and drives it with wrk (a separate process) for a
-bounded number of requests (about --requests, at most 20 s) at concurrency 1, 16 and 64. Scenarios:
-  decode-1    POST /decode, one latent as JSON, `Accept: image/png`: the raw PNG back
-  decode-64   POST /decode, 64 float32 latents as application/octet-stream, base64 PNGs in JSON back
-  encode-1    POST /encode, one base64 PNG as JSON: mu and logvar back
-The whole grid runs twice: batching on (the defaults) and off (DISENTANGLE_BATCH_MAX_SIZE=1).
+Three things answer the same requests, one after another within each repeat:
+  ceiling  the same onnxruntime call plus the same PNG codec in a loop, no HTTP, in as many parallel processes
+           as the server may use cores (at most the concurrency: one request at a time needs one core);
+  service  `disentangle-serve` at its default settings (log level info, access log on), --workers set to
+           the cores it may use, as the container does;
+  peer     bench/serve_peer.py: plain FastAPI + onnxruntime at uvicorn's defaults, same decoder.onnx.
+wrk (one thread, a separate process on the same cores) drives the servers over loopback: a warm-up, then at
+least --seconds of measurement per case. The whole round repeats --repeats times; each ratio is computed
+within a repeat (same window) and reported as the median and range over the repeats.
+
+Before the rounds it measures the service's start (process start to the first 200 from /readyz) and the
+resident memory of each of its processes with every bundled model loaded.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
+import multiprocessing as mp
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
-from service.artifact import DECODER_FILE, ENCODER_FILE, read_manifest
-from service.imaging import ImageReader, png, pngs, to_pixels
-from service.runtime import open_session
-from service.settings import Settings
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-CONCURRENCY = (1, 16, 64)
-CEILING_SECONDS = 2.0
-PILOT_SECONDS = 1.0
-MAX_SECONDS = 20.0
+from service.artifact import DECODER_FILE, ENCODER_FILE, read_manifest  # noqa: E402
+from service.calibration import latent_for  # noqa: E402
+from service.cpus import available_cpus  # noqa: E402
+from service.imaging import ImageReader, png, pngs, tile, to_pixels  # noqa: E402
+from service.runtime import open_session  # noqa: E402
+from service.settings import Settings  # noqa: E402
+
+DEFAULT_MODEL = "dsprites_beta_tcvae"
+BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
+TRAVERSE_DIMS, TRAVERSE_STEPS = 4, 9
 
 WRK_SCRIPT = """
 local f = io.open("{body}", "rb")
@@ -58,116 +71,182 @@ end
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Case:
     name: str
     path: str
     body: bytes
     headers: dict[str, str]
+    concurrency: int
     items: int  # images per request
-    requests: int  # per measurement
-    ceiling: Callable[[], object]  # one in-process call: onnxruntime plus the PNG codec
-    network: str
 
 
-@dataclass(frozen=True)
-class Ceiling:
-    per_second: float  # requests per second, one after another on one thread
-    p50_ms: float
-
-
-@dataclass(frozen=True)
-class Run:
-    requests: int
+@dataclass
+class Sample:
     per_second: float
     p50_ms: float
-    p99_ms: float
-    failures: int
-    mean_batch: float
+    p99_ms: float = float("nan")
+    failures: int = 0
+    cpu_ms: float = float("nan")  # CPU time (all threads, all processes) per request: robust to other load
 
 
-def measure_ceiling(call: Callable[[], object]) -> Ceiling:
-    for _ in range(20):
-        call()
-    times = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < CEILING_SECONDS:
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return Ceiling(len(times) / sum(times), 1000 * float(np.median(times)))
+@dataclass
+class Results:
+    ceiling: dict[str, list[Sample]] = field(default_factory=dict)
+    service: dict[str, list[Sample]] = field(default_factory=dict)
+    peer: dict[str, list[Sample]] = field(default_factory=dict)
 
 
-def scenarios(artifact: Path, requests: int) -> list[Scenario]:
+# --- the requests ------------------------------------------------------------------------------------------
+
+
+def _one_png(artifact: Path) -> bytes:
+    decoder = open_session(artifact / DECODER_FILE, Settings(model_dir=artifact.parent))
+    z = np.random.default_rng(0).normal(size=(1, read_manifest(artifact).latent_dim)).astype(np.float32)
+    return png(to_pixels(decoder.run(None, {"z": z})[0])[0])
+
+
+def _multipart(picture: bytes) -> bytes:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; filename="x.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    return head + picture + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def _factors(artifact: Path) -> dict[str, object]:
+    calibration = read_manifest(artifact).calibration
+    assert calibration is not None, f"{artifact.name} has no factor calibration for /synthesize"
+    return {f.name: f.values[len(f.values) // 2] for f in calibration.factors}
+
+
+def cases(artifact: Path) -> list[Case]:
+    d = read_manifest(artifact).latent_dim
+    rng = np.random.default_rng(0)
+    one = json.dumps({"latents": rng.normal(size=(1, d)).round(4).tolist()}).encode()
+    many = json.dumps({"latents": rng.normal(size=(64, d)).round(4).tolist()}).encode()
+    as_json = {"Content-Type": "application/json"}
+    png_back = as_json | {"Accept": "image/png"}
+    synth = json.dumps({"factors": _factors(artifact)}).encode()
+    trav = json.dumps({"dims": list(range(TRAVERSE_DIMS)), "steps": TRAVERSE_STEPS, "range": [-2.0, 2.0]}).encode()
+    form = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return [
+        Case("decode 1 latent, c=64", "/decode", one, png_back, 64, 1),
+        Case("decode 1 latent, c=1", "/decode", one, png_back, 1, 1),
+        Case("encode 1 PNG multipart, c=64", "/encode", _multipart(_one_png(artifact)), form, 64, 1),
+        Case("synthesize, c=1", "/synthesize", synth, png_back, 1, 1),
+        Case("decode 64 latents, c=1", "/decode", many, as_json, 1, 64),
+        Case(f"traverse {TRAVERSE_DIMS}x{TRAVERSE_STEPS} grid, c=1", "/traverse", trav, as_json, 1, 36),
+    ]
+
+
+# --- the ceiling: the model and the codec in a loop, in parallel processes ---------------------------------
+
+
+def ceiling_calls(artifact: Path) -> dict[str, Callable[[], object]]:
+    """Per case, one in-process call doing what the service does for one request, minus HTTP."""
     manifest = read_manifest(artifact)
-    settings = Settings(model_dir=artifact.parent)
+    settings = Settings(model_dir=artifact.parent)  # the service's session options (one intra-op thread)
     decoder = open_session(artifact / DECODER_FILE, settings)
     encoder = open_session(artifact / ENCODER_FILE, settings)
     d = manifest.latent_dim
     rng = np.random.default_rng(0)
     one = rng.normal(size=(1, d)).astype(np.float32)
     many = rng.normal(size=(64, d)).astype(np.float32)
-    picture = png(to_pixels(decoder.run(None, {"z": one})[0])[0])
-    reader = ImageReader(manifest.image_shape, settings.max_image_side, resize=False)
-    json_headers = {"Content-Type": "application/json"}
-    return [
-        Scenario(
-            "decode-1",
-            "/decode",
-            json.dumps({"latents": one.tolist()}).encode(),
-            json_headers | {"Accept": "image/png"},
-            1,
-            requests,
-            lambda: png(to_pixels(decoder.run(None, {"z": one})[0])[0]),
-            "decoder",
-        ),
-        Scenario(
-            "decode-64",
-            "/decode",
-            many.astype("<f4").tobytes(),
-            {"Content-Type": "application/octet-stream", "X-Shape": f"64,{d}"},
-            64,
-            max(requests // 20, 50),
-            lambda: pngs(decoder.run(None, {"z": many})[0]),
-            "decoder",
-        ),
-        Scenario(
-            "encode-1",
-            "/encode",
-            json.dumps({"images": [base64.b64encode(picture).decode()]}).encode(),
-            json_headers,
-            1,
-            requests,
-            lambda: encoder.run(None, {"image": reader.from_bytes(picture, "image")[None]}),
-            "encoder",
-        ),
-    ]
+    picture = _one_png(artifact)
+
+    def read(data: bytes) -> np.ndarray:  # a reader per request, as the service makes (it counts pixels)
+        reader = ImageReader(manifest.image_shape, settings.max_image_side, False)
+        return reader.from_bytes(data, "images[0]")[None]
+
+    assert manifest.calibration is not None
+    calibration, factors = manifest.calibration, _factors(artifact)
+    grid = np.zeros((TRAVERSE_DIMS, TRAVERSE_STEPS, d), dtype=np.float32)
+    for r in range(TRAVERSE_DIMS):
+        grid[r, :, r] = np.linspace(-2.0, 2.0, TRAVERSE_STEPS)
+
+    def decode_png(z: np.ndarray) -> bytes:
+        return png(to_pixels(decoder.run(None, {"z": z})[0])[0])
+
+    def traverse() -> bytes:
+        images = decoder.run(None, {"z": grid.reshape(-1, d)})[0]
+        return png(tile(images.reshape(TRAVERSE_DIMS, TRAVERSE_STEPS, *images.shape[1:])))
+
+    single = lambda: decode_png(one)  # noqa: E731
+    return {
+        "/decode 1": single,
+        "/encode": lambda: encoder.run(None, {"image": read(picture)}),
+        "/synthesize": lambda: decode_png(latent_for(calibration, factors)[None]),
+        "/decode 64": lambda: pngs(decoder.run(None, {"z": many})[0]),
+        "/traverse": traverse,
+    }
+
+
+def call_key(case: Case) -> str:
+    return f"{case.path} {case.items}" if case.path == "/decode" else case.path
+
+
+def _ceiling_process(artifact: Path, conn: Connection) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    calls = ceiling_calls(artifact)
+    for call in calls.values():
+        for _ in range(20):
+            call()
+    conn.send("ready")
+    while (order := conn.recv()) is not None:
+        key, start_at, seconds = order
+        call = calls[key]
+        time.sleep(max(start_at - time.monotonic(), 0))
+        times = []
+        end = start_at + seconds
+        cpu = time.process_time()
+        while (now := time.perf_counter()) < end:
+            call()
+            times.append(time.perf_counter() - now)
+        conn.send((len(times) / seconds, float(np.median(times)), (time.process_time() - cpu) / len(times)))
+
+
+class Ceiling:
+    """Long-lived loop processes (monotonic clocks are shared on Linux, so they start together)."""
+
+    def __init__(self, artifact: Path, processes: int) -> None:
+        context = mp.get_context("spawn")
+        self.conns = []
+        self.procs = []
+        for _ in range(processes):
+            parent, child = context.Pipe()
+            proc = context.Process(target=_ceiling_process, args=(artifact, child), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        for conn in self.conns:
+            assert conn.recv() == "ready"
+
+    def measure(self, key: str, parallel: int, seconds: float) -> Sample:
+        start_at = time.monotonic() + 0.2
+        used = self.conns[:parallel]
+        for conn in used:
+            conn.send((key, start_at, seconds))
+        answers = [conn.recv() for conn in used]
+        return Sample(
+            per_second=sum(rate for rate, _, _ in answers),
+            p50_ms=1000 * statistics.median(t for _, t, _ in answers),
+            cpu_ms=1000 * statistics.mean(c for _, _, c in answers),
+        )
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.send(None)
+        for proc in self.procs:
+            proc.join(timeout=10)
+
+
+# --- the servers --------------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def server(model_dir: Path, model: str, **settings: str) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISENTANGLE_")}
-    env |= {"DISENTANGLE_LOG_LEVEL": "warning", "DISENTANGLE_DEFAULT_MODEL": model}
-    env |= {f"DISENTANGLE_{k.upper()}": v for k, v in settings.items()}
-    command = [sys.executable, "-m", "service.cli", "--model-dir", str(model_dir), "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not ready(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {process.stderr.read().decode() if process.stderr else ''}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def ready(url: str) -> bool:
@@ -177,104 +256,221 @@ def ready(url: str) -> bool:
         return False
 
 
-def batch_totals(url: str, model: str, network: str) -> tuple[float, float]:
-    """(runs, rows) the server has done so far for one network."""
-    totals = {"count": 0.0, "sum": 0.0}
-    labels = (f'model="{model}"', f'network="{network}"')
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        for suffix in totals:
-            if line.startswith(f"disentangle_batch_size_{suffix}{{") and all(label in line for label in labels):
-                totals[suffix] = float(line.rsplit(" ", 1)[1])
-    return totals["count"], totals["sum"]
+@contextmanager
+def process(command: list[str], env: dict[str, str], log: Path, probe: str) -> Iterator[tuple[str, float, int]]:
+    """Start a server; yield (url, seconds from start to the first 200 at ``probe``, pid)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("ab") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen([*command, "--port", str(port)], env=env, cwd=REPO, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + probe, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[:3]} did not start; its log: {log}\n{log.read_text()[-3000:]}")
+            time.sleep(0.01)
+        yield url, time.perf_counter() - start, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def wrk(url: str, scenario: Scenario, concurrency: int, seconds: float, workdir: Path) -> dict[str, float]:
-    body = workdir / f"{scenario.name}.body"
-    body.write_bytes(scenario.body)
-    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in scenario.headers.items())
-    script = workdir / f"{scenario.name}.lua"
+def service_command(model_dir: Path, workers: int) -> tuple[list[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISENTANGLE_")}
+    env["DISENTANGLE_DEFAULT_MODEL"] = DEFAULT_MODEL
+    command = [sys.executable, "-m", "service.cli", "--model-dir", str(model_dir)]
+    return command + (["--workers", str(workers)] if workers != 1 else []), env
+
+
+def server_rss_mb(pid: int) -> dict[str, list[float]]:
+    """Resident memory (MB) of the server's processes: the one started and, with workers, each worker
+    (multiprocessing's resource tracker, a few MB, is left out)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    workers = [int(p) for p in children.read_text().split()] if children.is_file() else []
+    workers = [p for p in workers if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    def rss(p: int) -> float:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    return {"supervisor" if workers else "server": [rss(pid)], "workers": [rss(p) for p in workers]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its child processes (uvicorn's workers), all threads."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    total = 0.0
+    for p in [pid, *(int(c) for c in children.read_text().split())]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wrk(url: str, case: Case, seconds: float, workdir: Path, pid: int | None = None) -> Sample:
+    slug = re.sub(r"\W+", "-", case.name)
+    body = workdir / f"{slug}.body"
+    body.write_bytes(case.body)
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in case.headers.items())
+    script = workdir / f"{slug}.lua"
     script.write_text(WRK_SCRIPT.format(body=body, headers=headers))
-    # One wrk thread: it drives thousands of requests a second on a fraction of a core, leaving the rest to the
-    # server. -d takes whole seconds.
-    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(round(seconds), 1)}s", "--timeout", "10s", "-s", str(script)]
-    out = subprocess.run([*command, url + scenario.path], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"RESULT (\{.*\})", out)
+    # One wrk thread drives thousands of requests a second on a fraction of a core, leaving the rest to the server.
+    command = ["wrk", "-t1", f"-c{case.concurrency}", f"-d{max(round(seconds), 1)}s", "--timeout", "10s"]
+    cpu = cpu_seconds(pid) if pid else 0.0
+    out = subprocess.run([*command, "-s", str(script), url + case.path], capture_output=True, text=True, check=True)
+    cpu = cpu_seconds(pid) - cpu if pid else float("nan")
+    match = re.search(r"RESULT (\{.*\})", out.stdout)
     if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{out}")
-    result: dict[str, float] = json.loads(match.group(1))
-    return result
-
-
-def drive(url: str, model: str, scenario: Scenario, concurrency: int, workdir: Path) -> Run:
-    """A warm-up, then a one-second pilot that sizes the measurement to about ``scenario.requests`` requests."""
-    wrk(url, scenario, concurrency, PILOT_SECONDS, workdir)
-    pilot = wrk(url, scenario, concurrency, PILOT_SECONDS, workdir)
-    rate = pilot["requests"] / pilot["seconds"]
-    runs_before, rows_before = batch_totals(url, model, scenario.network)
-    result = wrk(url, scenario, concurrency, min(scenario.requests / rate, MAX_SECONDS), workdir)
-    runs, rows = batch_totals(url, model, scenario.network)
-    return Run(
-        requests=int(result["requests"]),
-        per_second=result["requests"] / result["seconds"],
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-        failures=int(result["bad_status"] + result["socket_errors"]),
-        mean_batch=(rows - rows_before) / max(runs - runs_before, 1),
+        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    r: dict[str, Any] = json.loads(match.group(1))
+    return Sample(
+        per_second=r["requests"] / r["seconds"],
+        p50_ms=r["p50_us"] / 1000,
+        p99_ms=r["p99_us"] / 1000,
+        failures=r["bad_status"] + r["socket_errors"],
+        cpu_ms=1000 * cpu / max(r["requests"], 1),
     )
+
+
+def check_answers(service: str, peer: str, grid: list[Case]) -> None:
+    """Both servers answer each case with a 200 before anything is timed (and the same PNG where it is one)."""
+    urls = (service, peer)
+    for case in grid:
+        answers = [
+            httpx.post(url + case.path, content=case.body, headers=case.headers, timeout=30) for url in (service, peer)
+        ]
+        for url, answer in zip(urls, answers, strict=True):
+            if answer.status_code != 200:
+                raise RuntimeError(f"{url}{case.path} answered {answer.status_code}: {answer.text[:300]}")
+        if answers[0].headers["content-type"] == "image/png" and answers[0].content != answers[1].content:
+            raise RuntimeError(f"{case.name}: the service and the peer drew different PNGs")
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+def spread(values: list[float], fmt: str = "{:,.0f}") -> str:
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def report(grid: list[Case], results: Results, cores: int, header: list[str]) -> str:
+    lines = [
+        *header,
+        "",
+        "| case | ceiling basis | ceiling /s | service /s | peer /s | service / ceiling | service / peer "
+        "| service p50 / p99 ms | ceiling p50 ms | failures |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in grid:
+        c, s, p = results.ceiling[case.name], results.service[case.name], results.peer[case.name]
+        per = " images/s" if case.items > 1 else ""
+        share = [si.per_second / ci.per_second for si, ci in zip(s, c, strict=True)]
+        versus = [si.per_second / pi.per_second for si, pi in zip(s, p, strict=True)]
+        parallel = min(cores, case.concurrency)
+        lines.append(
+            f"| {case.name} | {parallel} loop{'s' if parallel > 1 else ''} "
+            f"| {spread([x.per_second * case.items for x in c])}{per} "
+            f"| {spread([x.per_second * case.items for x in s])}{per} "
+            f"| {spread([x.per_second * case.items for x in p])}{per} "
+            f"| {spread(share, '{:.2f}')} | {spread(versus, '{:.2f}')} "
+            f"| {spread([x.p50_ms for x in s], '{:.2f}')} / {spread([x.p99_ms for x in s], '{:.2f}')} "
+            f"| {spread([x.p50_ms for x in c], '{:.3f}')} | {sum(x.failures for x in s + p)} |"
+        )
+    lines += [
+        "",
+        "CPU time per request (all threads and processes; unlike rates it barely moves with other load on the "
+        "machine). ceiling / service is the share of the ceiling the service would reach with its cores to itself.",
+        "",
+        "| case | ceiling CPU ms | service CPU ms | peer CPU ms | ceiling / service | peer / service |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for case in grid:
+        c, s, p = results.ceiling[case.name], results.service[case.name], results.peer[case.name]
+        efficiency = [ci.cpu_ms / si.cpu_ms for si, ci in zip(s, c, strict=True)]
+        versus = [pi.cpu_ms / si.cpu_ms for si, pi in zip(s, p, strict=True)]
+        lines.append(
+            f"| {case.name} | {spread([x.cpu_ms for x in c], '{:.3f}')} | {spread([x.cpu_ms for x in s], '{:.3f}')} "
+            f"| {spread([x.cpu_ms for x in p], '{:.3f}')} | {spread(efficiency, '{:.2f}')} "
+            f"| {spread(versus, '{:.2f}')} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=Path("models"))
-    parser.add_argument("--model", help="artifact folder name; default: the first")
-    parser.add_argument("--requests", type=int, default=4000, help="per single-item measurement")
-    parser.add_argument("--only", nargs="*", help="scenario names, e.g. decode-1; default: all")
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured per case and server (default 8)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before each case")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, help="service processes; default: the cores it may use")
+    parser.add_argument("--only", nargs="*", help="case names starting with these, e.g. 'decode 1'")
+    parser.add_argument("--quick", action="store_true", help="3 s cases, 1 s warm-up, one repeat")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup, args.repeats = 3.0, 1.0, 1
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed: apt-get install -y wrk")
-    folders = sorted(p for p in args.model_dir.iterdir() if (p / "manifest.json").is_file())
-    artifact = next((p for p in folders if p.name == args.model), None) if args.model else folders[0]
-    if artifact is None:
-        parser.error(f"no artifact {args.model!r} in {args.model_dir}")
-    model = read_manifest(artifact).name
-
-    grid = [s for s in scenarios(artifact, args.requests) if not args.only or s.name in args.only]
-    ceilings = {s.name: measure_ceiling(s.ceiling) for s in grid}
-    runs: dict[tuple[str, int, str], Run] = {}
+    artifact = args.model_dir / DEFAULT_MODEL
+    if not (artifact / "manifest.json").is_file():
+        parser.error(f"no {DEFAULT_MODEL} artifact in {args.model_dir}")
+    cores = available_cpus()
+    workers = args.workers or cores
+    grid = [c for c in cases(artifact) if not args.only or any(c.name.startswith(o) for o in args.only)]
+    load_before = os.getloadavg()[0]
+    results = Results()
     with tempfile.TemporaryDirectory() as tmp:
-        for mode, settings in (("on", {}), ("off", {"batch_max_size": "1"})):
-            with server(args.model_dir, model, **settings) as url:
-                for scenario in grid:
-                    for c in CONCURRENCY:
-                        runs[scenario.name, c, mode] = drive(url, model, scenario, c, Path(tmp))
-    print(report(grid, ceilings, runs, model))
-    return 0
-
-
-def report(
-    grid: list[Scenario], ceilings: dict[str, Ceiling], runs: dict[tuple[str, int, str], Run], model: str
-) -> str:
-    lines = [
-        f"model {model}; {os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}; "
-        "server log level warning; ceiling = one thread, no HTTP",
-        "",
-        "| scenario | conc | batching | requests | items/s | % of ceiling | p50 ms | p99 ms | mean batch | failures "
-        "| ceiling items/s | ceiling p50 ms |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        workdir = Path(tmp)
+        ceiling = Ceiling(artifact, min(cores, max(c.concurrency for c in grid)))
+        command, env = service_command(args.model_dir, workers)
+        peer_command = [sys.executable, str(REPO / "bench" / "serve_peer.py"), "--artifact", str(artifact)]
+        try:
+            with (
+                process(command, env, workdir / "service.log", "/readyz") as (service, ready_s, pid),
+                process(peer_command, env, workdir / "peer.log", "/docs") as (peer, _, peer_pid),
+            ):
+                check_answers(service, peer, grid)
+                for repeat in range(args.repeats):
+                    for case in grid:
+                        parallel = min(cores, case.concurrency)
+                        sample = ceiling.measure(call_key(case), parallel, args.seconds)
+                        results.ceiling.setdefault(case.name, []).append(sample)
+                        for url, server_pid, into in ((service, pid, results.service), (peer, peer_pid, results.peer)):
+                            wrk(url, case, args.warmup, workdir)
+                            into.setdefault(case.name, []).append(wrk(url, case, args.seconds, workdir, server_pid))
+                    print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
+                rss = server_rss_mb(pid)  # after the load, with every worker up and warm
+        finally:
+            ceiling.close()
+    models = len([p for p in args.model_dir.iterdir() if (p / "manifest.json").is_file()])
+    processes = "; ".join(f"{role} {', '.join(f'{x:.0f}' for x in sizes)}" for role, sizes in rss.items() if sizes)
+    header = [
+        f"`python bench/serve_load.py{' --quick' if args.quick else ''}`: {cores} cores the server may use "
+        f"(load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        "the machine is shared, so compare ratios, which come from one window).",
+        f"Ceiling: the model call plus the PNG codec in a loop, in min(cores, concurrency) parallel processes. "
+        f"Service: disentangle-serve at default settings (log level info, access log on), --workers {workers}, "
+        f"all {models} bundled models loaded, default {DEFAULT_MODEL}. Peer: plain FastAPI + onnxruntime "
+        "(bench/serve_peer.py), one uvicorn process at its defaults.",
+        f"Each figure: {args.seconds:g} s after a {args.warmup:g} s warm-up, "
+        + (f"median (range) of {args.repeats} repeats." if args.repeats > 1 else "one run."),
+        f"Service start to ready (process start to the first 200 from /readyz): {ready_s:.2f} s; "
+        f"resident memory per process after the rounds, MB: {processes}.",
     ]
-    for scenario in grid:
-        ceiling = ceilings[scenario.name]
-        for c in CONCURRENCY:
-            for mode in ("on", "off"):
-                run = runs[scenario.name, c, mode]
-                items = run.per_second * scenario.items
-                share = run.per_second / ceiling.per_second
-                lines.append(
-                    f"| {scenario.name} | {c} | {mode} | {run.requests} | {items:,.0f} | {share:.0%} "
-                    f"| {run.p50_ms:.2f} | {run.p99_ms:.2f} | {run.mean_batch:.1f} | {run.failures} "
-                    f"| {ceiling.per_second * scenario.items:,.0f} | {ceiling.p50_ms:.2f} |"
-                )
-    return "\n".join(lines)
+    print(report(grid, results, cores, header))
+    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from service.admission import Admission
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
 from service.errors import error_responses, install_error_handlers
+from service.fastpath import FastRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
@@ -86,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def home() -> Response:
         return FileResponse(index) if index.is_file() else RedirectResponse("/docs")
 
+    if settings.fast_paths:
+        # Added first, so it is innermost: the middleware below wraps the fast paths like every route.
+        app.add_middleware(FastRoutes, owner=app, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -96,6 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(Admission, limit=settings.admission_limit, backlog=settings.admission_backlog)
     hosts = TrustedHosts(settings.trusted_hosts, settings.host)
-    app.add_middleware(RequestContext, metrics=metrics, max_body_bytes=settings.max_body_bytes, hosts=hosts)
+    app.add_middleware(
+        RequestContext,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        hosts=hosts,
+        access_log=settings.access_log,
+    )
     app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     return app

@@ -31,12 +31,17 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
-async def require_api_key(
-    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> None:
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer ...`` header, read as ``bearer`` above reads them."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+def check_api_key(settings: Settings, token: str | None) -> None:
     if settings.api_key is None:
         return
-    if credentials is None:
+    if token is None:
         raise Rejected(
             401,
             "Authorization",
@@ -45,7 +50,7 @@ async def require_api_key(
             headers={"WWW-Authenticate": "Bearer"},
         )
     # Constant-time comparison, so response timing does not leak how much of a guess was right.
-    if not hmac.compare_digest(credentials.credentials.encode(), settings.api_key.get_secret_value().encode()):
+    if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
         raise Rejected(
             401,
             "Authorization",
@@ -53,3 +58,9 @@ async def require_api_key(
             "a different key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def require_api_key(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    check_api_key(settings, credentials.credentials if credentials is not None else None)

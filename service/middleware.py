@@ -32,11 +32,14 @@ def _incoming_id(scope: Scope) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, hosts: TrustedHosts) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, hosts: TrustedHosts, access_log: bool = True
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
         self.hosts = hosts
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,19 +106,12 @@ class RequestContext:
         model = scope.get("state", {}).get("model", "")
         self.metrics.requests.labels(endpoint, model, str(status)).inc()
         self.metrics.latency.labels(endpoint, model).observe(seconds)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "status": status,
-                    "endpoint": endpoint,
-                    "model": model,
-                    "ms": round(seconds * 1000, 3),
-                },
-            )
+        if self.access_log and log.isEnabledFor(logging.INFO):
+            # makeRecord + handle rather than log.info: the caller lookup (a walk up the stack) is skipped,
+            # and the handler only queues the record for the logging thread.
+            extra = {"status": status, "endpoint": endpoint, "model": model, "ms": round(seconds * 1000, 3)}
+            args = (scope["method"], scope["path"], status)
+            log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "%s %s %d", args, None, extra=extra))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

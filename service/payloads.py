@@ -1,13 +1,17 @@
-"""HTTP bodies in and out: content-type dispatch, JSON parsing into schemas, OpenAPI docs, responses.
+"""HTTP bodies in and out: the request as route code sees it, content-type dispatch, JSON parsing into
+schemas, OpenAPI docs, responses.
 
 Routes read their bodies through here instead of FastAPI's body parameters because one endpoint accepts
 several content types (JSON, multipart, raw float32), and because ``model_validate_json`` on the raw bytes
-skips the intermediate dicts that a parsed-then-validated body would build.
+skips the intermediate dicts that a parsed-then-validated body would build. The busy routes' code takes a
+``Call`` rather than a Starlette ``Request``, so that the same code serves both the FastAPI route and the
+raw ASGI fast path (service/fastpath.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +27,43 @@ MULTIPART = "multipart/form-data"
 BINARY = "application/octet-stream"
 PNG = "image/png"
 GIF = "image/gif"
+
+
+@dataclass
+class Call:
+    """One request as route code reads it: lower-case header names, the query, the body (read on first use,
+    so a route can check headers or take an upload slot first); the scope's state, where the route notes the
+    model it chose (the metrics and the access log read it); and the app's state."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    read: Callable[[], Awaitable[bytes]]
+    state: dict[str, Any]
+    app_state: Any
+
+    @classmethod
+    def of(cls, request: Request) -> Call:
+        state = request.scope.setdefault("state", {})
+        return cls(request.headers, request.query_params, request.body, state, request.app.state)
+
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def accepts(self, media: str) -> bool:
+        """Whether the caller asked for ``media`` by name (a wildcard alone keeps the JSON default)."""
+        return media in self.headers.get("accept", "")
+
+    async def json_body(self, also: tuple[str, ...] = ()) -> bytes:
+        """The raw body of a request that must be JSON (or one of ``also``, read elsewhere); else a 415.
+        ``json_body`` below says why only application/json."""
+        kind = self.content_type()
+        if kind != JSON:
+            expected = " or ".join((JSON, *also))
+            raise Rejected(415, "Content-Type", expected, repr(kind) if kind else "none")
+        return await self.read()
+
+    async def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
+        return validated(schema, await self.json_body(also))
 
 
 def content_type(request: Request) -> str:
@@ -80,3 +121,10 @@ class Reply:
 
     def response(self) -> Response:
         return Response(self.body, media_type=self.media_type, headers=self.headers)
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers ``response()`` would send, in the same order, without building a Response."""
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (self.headers or {}).items()]
+        raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
+        raw.append((b"content-type", self.media_type.encode("latin-1")))
+        return raw

@@ -63,6 +63,7 @@ class Model:
     digests: dict[str, str] | None = None  # sha256 of manifest.json and the ONNX files as loaded, by file name
     # (file name, its stat) -> its sha256, so that an unchanged file is hashed once, not on every check
     _hashed: dict[tuple[str, Stat], str] | None = None
+    _checked: tuple[tuple[Stat | None, ...], str | None] | None = None  # the files' stats, and what they meant
 
     @property
     def name(self) -> str:
@@ -87,8 +88,15 @@ class Model:
         """Why the files on disk can no longer serve this model (gone, or not what their manifest says).
 
         A consistent new version (a new manifest with ONNX files that match it) is no problem: a reload
-        picks it up.
+        picks it up. While no file's size or time changes, the last answer stands: a check costs three stats.
         """
+        names = (MANIFEST_NAME, *(entry.path for entry in self.manifest.files.values()))
+        stats = tuple(_stat(self.folder / name) for name in names)
+        if self._checked is None or self._checked[0] != stats:
+            self._checked = (stats, self._files_problem())
+        return self._checked[1]
+
+    def _files_problem(self) -> str | None:
         if not self.folder.is_dir():
             return f"the folder {self.folder.name} vanished"
         if self._digest(MANIFEST_NAME) is None:

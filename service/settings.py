@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     default_model: str | None = Field(default=None, description="else the first loaded model by name")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=0,
+        description="server processes sharing the port, each loading every model; 0 = one per CPU this "
+        "process may use (affinity and cgroup quota); keep 1 where an orchestrator scales pods",
+    )
 
     max_body_bytes: int = Field(default=16 * MIB, ge=1024, description="larger request bodies get a 413")
     max_items: int = Field(default=256, ge=1, description="images or latents in one request")
@@ -84,6 +90,12 @@ class Settings(BaseSettings):
         "400. '*.example.com' matches its subdomains, '*' any host",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(default=True, description="one JSON line per request, at log level info")
+    fast_paths: bool = Field(
+        default=True,
+        description="serve /decode, /encode and /synthesize as raw ASGI (same answers, a fraction of the "
+        "per-request overhead); false sends them through FastAPI's routing like every other route",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -117,5 +129,6 @@ class Settings(BaseSettings):
         available = onnxruntime.get_available_providers()
         missing = [name for name in value if name not in available]
         if missing:
-            raise ValueError(f"expected providers from {available}, received unavailable {missing}")
+            hint = "; GPU providers come with onnxruntime-gpu: pip install 'disentangle[gpu]' (docs/service.md, GPU)"
+            raise ValueError(f"expected providers from {available}, received unavailable {missing}{hint}")
         return value

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Libraries keep files under the XDG folders of the user's home: onnxruntime its telemetry store as soon as it
+    is imported, Chromium its crash reports, matplotlib its font list. A test run, and the servers and browsers it
+    starts, keep them in a temporary folder of their own instead, so that `make test` writes nothing outside the
+    clone but the temporary files it removes."""
+    scratch = Path(tempfile.mkdtemp(prefix="disentangle-tests-"))
+    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        os.environ[name] = str(scratch / name.lower())
+    config.add_cleanup(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

@@ -31,15 +31,16 @@ def test_eval_writes_metrics_calibration_and_a_complete_card(evaluated: Path, ca
     assert main(["eval", str(folder), "--quick"]) == 0
     table, progress = capsys.readouterr()
     assert table.splitlines()[0].startswith("| model | objective | beta | MIG |")
-    for stage in ("reconstruction, KL, TC", "MIG, SAP", "DCI", "FactorVAE", "beta-VAE", "synthesis", "card"):
+    stages = ("reconstruction, KL, TC", "MIG, SAP", "DCI", "FactorVAE", "beta-VAE", "synthesis", "judged synthesis")
+    for stage in (*stages, "card"):
         assert "smoke: " in progress and stage in progress, f"no progress shown for {stage}:\n{progress}"
-    assert "8/8" in progress
+    assert "9/9" in progress
     assert "| smoke | vae |" in table
 
     manifest = read_manifest(folder)
     metrics = manifest.metrics
     for key in ("mig", "factor_vae", "beta_vae", "dci.disentanglement", "sap", "recon_bce", "active_dims",
-                "tc_estimate", "synthesis_iou", "recovery.posX"):  # fmt: skip
+                "tc_estimate", "synthesis_iou", "recovery.posX", "judged.shape", "judged.posX"):  # fmt: skip
         assert key in metrics, key
     assert "disentanglement_lib" in str(metrics["mig.definition"])
     assert 0 <= float(metrics["mig"]) <= 1 and 0 <= float(metrics["synthesis_iou"]) <= 1

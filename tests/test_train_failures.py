@@ -119,7 +119,7 @@ def test_fit_help_lists_the_valid_values_from_the_registries(
         main(["fit", "--help"])
     assert done.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "--objective {ae,vae,beta_vae,beta_tcvae,brand_new}" in text
+    assert "--objective {ae,vae,beta_vae,beta_tcvae,joint_vae,brand_new,infogan}" in text
     assert f"--dataset {{{','.join(DATASETS)}}}" in text and "mnist" in DATASETS
     assert "--estimator {mws,mss}" in text
     with pytest.raises(SystemExit):

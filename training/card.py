@@ -20,6 +20,7 @@ from PIL import Image
 from service.artifact import CARD_DIR, Manifest
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
+from training.evaluate.judged_synthesis import judged_factors
 from training.evaluate.onnx_model import OnnxModel
 from training.export import NOTES, TRAINING_LOG
 
@@ -150,6 +151,34 @@ def _metric_rows(metrics: dict[str, float | int | str]) -> list[str]:
     return rows
 
 
+PICTURES = (
+    ("Latent traversals (rows: dims by KL; columns: mean ± 2.5 sd)", "traversal.png"),
+    ("Inputs (top) and reconstructions (bottom)", "reconstructions.png"),
+    ("Mutual information between latent dims and factors", "mutual_information.png"),
+    ("Training curves", "training_curves.png"),
+)
+
+
+def _judged_rows(manifest: Manifest) -> list[str]:
+    """The factor judge's asked-for figures, when the evaluation had a judge for the dataset."""
+    judged = judged_factors(manifest.metrics)
+    if not judged:
+        return []
+    m = manifest.metrics
+    lines = [
+        "",
+        f"Asked-for accuracy: the factor judge ({m.get('judged.judge', '?')}) reads what `/synthesize` draws for "
+        f"{m.get('judged.requests', '?')} requests naming every factor, each factor's values dealt out evenly "
+        "(`training/evaluate/judged_synthesis.py`):",
+        "",
+        "| factor | asked-for accuracy, or mean error |",
+        "| --- | --- |",
+    ]
+    for name, value, unit in judged:
+        lines.append(f"| {name} | {value:.3f} |" if unit == "accuracy" else f"| {name} | {value:.2f} {unit} |")
+    return lines
+
+
 def write_card(
     folder: Path, model: OnnxModel, manifest: Manifest, dataset: ImageDataset, evaluation: Evaluation
 ) -> Path:
@@ -157,18 +186,21 @@ def write_card(
     card.mkdir(exist_ok=True)
     traversal_grid(model).save(card / "traversal.png")
     reconstructions(model, dataset).save(card / "reconstructions.png")
-    pictures = [("Latent traversals (rows: dims by KL, columns: mean ± 2.5 sd; then a row per categorical part, "
-                 "a column per class)", "traversal.png"),
-                ("Inputs (top) and reconstructions (bottom)", "reconstructions.png")]  # fmt: skip
     if evaluation.mutual_information is not None:
         heatmap = card / "mutual_information.png"
         labels = latent_labels(manifest)[: evaluation.mutual_information.shape[0]]
         mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap, labels)
-        pictures.append(("Mutual information between latent dims and factors", "mutual_information.png"))
     log = folder / TRAINING_LOG
-    if log.exists() and training_curves(log, card / "training_curves.png"):
-        pictures.append(("Training curves", "training_curves.png"))
+    if log.exists():
+        training_curves(log, card / "training_curves.png")
+    return write_card_text(folder, manifest)
 
+
+def write_card_text(folder: Path, manifest: Manifest) -> Path:
+    """card.md from the manifest and the pictures in card/ (``write_card`` draws them first)."""
+    card = folder / CARD_DIR
+    card.mkdir(exist_ok=True)
+    pictures = [(caption, file) for caption, file in PICTURES if (card / file).exists()]
     metrics = manifest.metrics
     t = manifest.training
     lines = [
@@ -187,6 +219,7 @@ def write_card(
         "| metric | value |",
         "| --- | --- |",
         *_metric_rows(metrics),
+        *_judged_rows(manifest),
     ]
     if manifest.calibration is not None:
         lines += ["", "Factor calibration (dims carrying each factor; how often re-encoding recovers it):", ""]

@@ -1,8 +1,9 @@
-"""Command line of the training half: ``disentangle-train fit | export | zoo``.
+"""Command line of the training half: ``disentangle-train fit | export | eval | judge | zoo``.
 
     disentangle-train fit --preset smoke --export-dir models-local/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
     disentangle-train export runs/smoke --out models-local/smoke
+    disentangle-train judge --dataset digits --out judges/digits
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from service.artifact import MANIFEST_NAME, Manifest
 from training.infogan import InfoGANConfig
+from training.judge.train import JudgeConfig
 from training.presets import PRESETS
 from training.train import CHECKPOINT, PRECISIONS, TrainConfig
 
@@ -93,6 +95,24 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_judge_flags(parser: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(JudgeConfig)
+    for f in fields(JudgeConfig):
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", dest=f.name, type=hints[f.name], default=argparse.SUPPRESS,
+            help=f"(default: {f.default or 'judges/DATASET'})",
+        )  # fmt: skip
+
+
+def build_judge_config(args: argparse.Namespace) -> JudgeConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        with Path(args.config).open("rb") as f:
+            values.update(tomllib.load(f))
+    values.update({k: v for k, v in vars(args).items() if k in {f.name for f in fields(JudgeConfig)}})
+    return JudgeConfig.from_dict(values)
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig | InfoGANConfig:
     values: dict[str, Any] = {}
     if args.preset:
@@ -128,7 +148,7 @@ def artifact_folders(paths: list[Path]) -> list[Path]:
     return folders
 
 
-def evaluate_one(folder: Path, quick: bool) -> Manifest:
+def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manifest:
     """Evaluate one artifact and write its manifest and card, with a progress bar on stderr that names each stage
     as it begins: a full evaluation runs for minutes."""
     from tqdm import tqdm
@@ -146,7 +166,7 @@ def evaluate_one(folder: Path, quick: bool) -> Manifest:
             bar.update(stages.index(name) - bar.n)
             bar.set_postfix_str(name)
 
-        manifest, evaluation = evaluate_artifact(folder, quick=quick, stage=begin)
+        manifest, evaluation = evaluate_artifact(folder, quick=quick, stage=begin, judges=judges)
         write_manifest(folder, manifest)
         dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
         begin("card")
@@ -155,12 +175,30 @@ def evaluate_one(folder: Path, quick: bool) -> Manifest:
     return manifest
 
 
-def run_eval(paths: list[Path], quick: bool, table_only: bool) -> None:
+def judge_one(folder: Path, judges: Path | None) -> Manifest:
+    """Only the factor judge's figures of one artifact (``judged.*``), into its manifest and card.md."""
+    from service.artifact import write_manifest
+    from training.card import write_card_text
+    from training.evaluate.artifact_eval import judge_artifact
+
+    print(f"judging {folder} ...", file=sys.stderr, flush=True)
+    manifest = judge_artifact(folder, judges)
+    write_manifest(folder, manifest)
+    write_card_text(folder, manifest)
+    return manifest
+
+
+def run_eval(paths: list[Path], quick: bool, table_only: bool, judge_only: bool, judges: Path | None) -> None:
     from service.artifact import read_manifest
     from training.evaluate.table import markdown_table
 
     folders = artifact_folders(paths)
-    manifests = [read_manifest(f) if table_only else evaluate_one(f, quick) for f in folders]
+    if table_only:
+        manifests = [read_manifest(f) for f in folders]
+    elif judge_only:
+        manifests = [judge_one(f, judges) for f in folders]
+    else:
+        manifests = [evaluate_one(f, quick, judges) for f in folders]
     print(markdown_table(manifests))
 
 
@@ -187,6 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("paths", nargs="+", type=Path, help="artifact folders, or folders of artifacts")
     evaluate.add_argument("--quick", action="store_true", help="small sample counts (for tests; numbers indicative)")
     evaluate.add_argument("--table-only", action="store_true", help="print the table from the manifests as they are")
+    evaluate.add_argument(
+        "--judge-only", action="store_true",
+        help="only the factor judge's asked-for figures (judged.*); every other figure stays as it is",
+    )  # fmt: skip
+    evaluate.add_argument("--judges", type=Path, help="folder of factor judges by dataset (default: judges/)")
+
+    judge = commands.add_parser("judge", help="train a dataset's factor judge (see training/judge/train.py)")
+    judge.add_argument("--config", type=Path, help="a TOML file of JudgeConfig fields, e.g. configs/judge/digits.toml")
+    _add_judge_flags(judge)
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
 
@@ -215,8 +262,16 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest = export_run(args.run_dir, args.out, name=args.name)
             print(f"wrote {args.out} ({manifest.name}, {manifest.latent_dim} latents)")
+        elif args.command == "judge":
+            from training.judge.train import train_judge
+
+            judged = train_judge(build_judge_config(args), command=" ".join(["disentangle-train", *argv]))
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
+            print(f"wrote {judged.config['out']} (held out: {shown})")
         elif args.command == "eval":
-            run_eval(args.paths, quick=args.quick, table_only=args.table_only)
+            if args.table_only and args.judge_only:
+                raise ValueError("--table-only and --judge-only: expected one of them, received both")
+            run_eval(args.paths, args.quick, args.table_only, args.judge_only, args.judges)
     except (ValueError, FileNotFoundError) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2

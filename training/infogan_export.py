@@ -116,7 +116,7 @@ def latent_stats(model: InfoGAN, images: np.ndarray) -> list[LatentStat]:
 
 def hyperparameters(cfg: InfoGANConfig) -> dict[str, str | int | float | bool]:
     keys = [
-        "continuous_codes", "noise_dim", "width", "q_hidden", "lambda_cat", "lambda_cont", "batch_size",
+        "continuous_codes", "noise_dim", "width", "q_hidden", "d_norm", "lambda_cat", "lambda_cont", "batch_size",
         "lr_d", "lr_g", "beta1", "beta2", "steps", "seed",
     ]  # fmt: skip
     if cfg.instance_noise > 0:

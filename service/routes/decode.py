@@ -10,18 +10,11 @@ from fastapi import APIRouter, Request, Response
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses
 from service.imaging import b64, png, pngs, to_pixels
-from service.payloads import (
-    BINARY,
-    PNG,
-    Reply,
-    accepts,
-    content_type,
-    documented_body,
-    json_bytes,
-    parse_json,
-)
+from service.payloads import BINARY, PNG, Call, Reply, documented_body, json_bytes
+from service.registry import Registry
 from service.runtime import Outputs
 from service.schemas import DecodeRequest, DecodeResponse
+from service.settings import Settings
 from service.validation import assemble_latents, binary_latents, check_latents
 
 router = APIRouter(tags=["decode"])
@@ -69,6 +62,34 @@ def _json(model: str, fmt: str, outputs: Outputs) -> Reply:
     return Reply(json_bytes({"model": model, "images": images}))
 
 
+async def decode_call(call: Call, registry: Registry, settings: Settings) -> Reply:
+    if call.content_type() == BINARY:
+        chosen = registry.get(call.query.get("model"))
+        call.state["model"] = chosen.name
+        shape = call.headers.get("x-shape") or call.query.get("shape")
+        latents = binary_latents(await call.read(), shape, chosen.manifest, settings)
+        fmt = "png"
+    else:
+        body = await call.parse_json(DecodeRequest, also=(BINARY,))
+        chosen = registry.get(body.model)
+        call.state["model"] = chosen.name
+        if body.categorical is None:
+            latents = check_latents(body.latents, "latents", chosen.manifest, settings)
+        else:
+            latents = assemble_latents(body.latents, body.categorical, chosen.manifest, settings)
+        fmt = body.format
+    if call.accepts(BINARY):
+        finish = _float32
+    elif call.accepts(PNG):
+        if len(latents) != 1:
+            raise Rejected(406, "Accept", "image/png with exactly one latent", f"{len(latents)} latents")
+        finish = _one_png
+    else:
+        finish = partial(_json, chosen.name, fmt)
+    reply: Reply = await chosen.decoder.submit(latents, finish)
+    return reply
+
+
 @router.post(
     "/decode",
     summary="Decode latent vectors into images",
@@ -77,29 +98,4 @@ def _json(model: str, fmt: str, outputs: Outputs) -> Reply:
     openapi_extra=documented_body(DecodeRequest, BINARY_BODY) | {"parameters": BINARY_PARAMETERS},
 )
 async def decode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    if content_type(request) == BINARY:
-        query, headers = request.query_params, request.headers
-        chosen = registry.get(query.get("model"))
-        request.state.model = chosen.name
-        shape = headers.get("x-shape") or query.get("shape")
-        latents = binary_latents(await request.body(), shape, chosen.manifest, settings)
-        fmt = "png"
-    else:
-        body = await parse_json(request, DecodeRequest, also=(BINARY,))
-        chosen = registry.get(body.model)
-        request.state.model = chosen.name
-        if body.categorical is None:
-            latents = check_latents(body.latents, "latents", chosen.manifest, settings)
-        else:
-            latents = assemble_latents(body.latents, body.categorical, chosen.manifest, settings)
-        fmt = body.format
-    if accepts(request, BINARY):
-        finish = _float32
-    elif accepts(request, PNG):
-        if len(latents) != 1:
-            raise Rejected(406, "Accept", "image/png with exactly one latent", f"{len(latents)} latents")
-        finish = _one_png
-    else:
-        finish = partial(_json, chosen.name, fmt)
-    reply: Reply = await chosen.decoder.submit(latents, finish)
-    return reply.response()
+    return (await decode_call(Call.of(request), registry, settings)).response()

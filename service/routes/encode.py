@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from typing import Any
@@ -9,16 +10,15 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service import arraytext
 from service.artifact import LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
+from service.forms import parse_form
 from service.imaging import ImageReader
-from service.payloads import MULTIPART, Reply, content_type, documented_body, json_body, json_bytes, validated
+from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes, validated
+from service.registry import Model, Registry
 from service.runtime import Outputs
 from service.schemas import EncodeOptions, EncodeRequest, EncodeResponse
 from service.settings import Settings
@@ -26,8 +26,6 @@ from service.validation import check_count
 
 router = APIRouter(tags=["encode"])
 
-# Decoding a few small PNGs costs less than a hop to a thread and back; bigger payloads leave the loop.
-INLINE_BYTES = 64 * 1024
 # Bodies above this (or of unknown length) are read and decoded only in one of the `upload_slots`, so that
 # memory is bounded by the slots and not by how many clients upload at once.
 LARGE_BODY_BYTES = 1 << 20
@@ -50,34 +48,15 @@ MULTIPART_BODY = {
 }
 
 
-def _unreadable(error: MultiPartException, settings: Settings) -> Rejected:
-    # Starlette says what went wrong only in words; its messages have stayed the same across releases.
-    if error.message.startswith(("Too many files", "Too many fields")):
-        return Rejected(413, "images", f"at most {settings.max_items} images per request", "more")
-    if error.message.startswith("Part exceeded"):
-        return Rejected(413, "body", "form fields of at most 1 MiB each (send images as files)", "a larger one")
-    return Rejected(400, "body", "a well-formed multipart/form-data body", error.message)
-
-
-async def _multipart(request: Request, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
-    # The parser is run here rather than through request.form(), which turns every failure into a bare 400.
-    parser = MultiPartParser(
-        request.headers, request.stream(), max_files=settings.max_items, max_fields=settings.max_items + 8
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as error:
-        raise _unreadable(error, settings) from None
-    try:
-        images: list[Any] = []
-        options: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if key == "images":
-                images.append(await value.read() if isinstance(value, UploadFile) else value)
-            else:
-                options[key] = value
-    finally:
-        await form.close()
+def _multipart(content_type: str, body: bytes, settings: Settings) -> tuple[EncodeOptions, list[Any]]:
+    parts = parse_form(content_type, body, settings.max_items, max_fields=settings.max_items + 8)
+    images: list[Any] = []
+    options: dict[str, Any] = {}
+    for key, value in parts:
+        if key == "images":
+            images.append(value)
+        else:
+            options[key] = value
     try:
         # Form fields are text ("true", "3"), so here, and only here, they are converted.
         return EncodeOptions.model_validate(options, strict=False), images
@@ -100,11 +79,27 @@ def _parse_json(body: bytes, settings: Settings) -> tuple[EncodeOptions, list[An
     return parsed, arraytext.merged(list(parsed.images), arrays)
 
 
-def _upload_slot(request: Request) -> AbstractAsyncContextManager[Any]:
-    declared = request.headers.get("content-length")
+def _read(call: Call, body: bytes, registry: Registry, settings: Settings) -> tuple[EncodeOptions, Model, np.ndarray]:
+    """Body to (options, model, (B, C, H, W) images): form or JSON parsing and image decoding, in a pool thread."""
+    if call.content_type() == MULTIPART:
+        options, raw = _multipart(call.headers.get("content-type", ""), body, settings)
+    else:
+        options, raw = _parse_json(body, settings)
+    chosen = registry.get(options.model)
+    call.state["model"] = chosen.name
+    check_count(len(raw), "images", settings)
+    if not raw:
+        raise Rejected(422, "images", "at least one image", "none")
+    shape, side = chosen.manifest.image_shape, settings.max_image_side
+    reader = ImageReader(shape, side, options.resize, settings.max_request_pixels)
+    return options, chosen, reader.read_all(raw, "images")
+
+
+def _upload_slot(call: Call) -> AbstractAsyncContextManager[Any]:
+    declared = call.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) <= LARGE_BODY_BYTES:
         return nullcontext()
-    slots: AbstractAsyncContextManager[Any] = request.app.state.upload_slots
+    slots: AbstractAsyncContextManager[Any] = call.app_state.upload_slots
     return slots
 
 
@@ -130,6 +125,17 @@ def _encoded(layout: LatentLayout, model: str, sample: bool, seed: int | None, o
     return Reply(json_bytes(payload))
 
 
+async def encode_call(call: Call, registry: Registry, settings: Settings) -> Reply:
+    async with _upload_slot(call):
+        body = await (call.read() if call.content_type() == MULTIPART else call.json_body(also=(MULTIPART,)))
+        # Form parsing and image decoding would hold the event loop for most of a small request's time.
+        loop = asyncio.get_running_loop()
+        options, chosen, images = await loop.run_in_executor(None, _read, call, body, registry, settings)
+    finish = partial(_encoded, chosen.manifest.layout, chosen.name, options.sample, options.seed)
+    reply: Reply = await chosen.encoder.submit(images, finish)
+    return reply
+
+
 @router.post(
     "/encode",
     summary="Encode images into latent means and log-variances, category probabilities (and samples)",
@@ -138,25 +144,4 @@ def _encoded(layout: LatentLayout, model: str, sample: bool, seed: int | None, o
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),
 )
 async def encode(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    async with _upload_slot(request):
-        if content_type(request) == MULTIPART:
-            options, raw = await _multipart(request, settings)
-        else:
-            body = await json_body(request, also=(MULTIPART,))
-            if len(body) <= INLINE_BYTES:
-                options, raw = _parse_json(body, settings)
-            else:
-                options, raw = await run_in_threadpool(_parse_json, body, settings)
-        chosen = registry.get(options.model)
-        request.state.model = chosen.name
-        check_count(len(raw), "images", settings)
-        if not raw:
-            raise Rejected(422, "images", "at least one image", "none")
-        reader = ImageReader(
-            chosen.manifest.image_shape, settings.max_image_side, options.resize, settings.max_request_pixels
-        )
-        small = all(isinstance(v, str | bytes) for v in raw) and sum(len(v) for v in raw) <= INLINE_BYTES
-        images = reader.read_all(raw, "images") if small else await run_in_threadpool(reader.read_all, raw, "images")
-    finish = partial(_encoded, chosen.manifest.layout, chosen.name, options.sample, options.seed)
-    reply: Reply = await chosen.encoder.submit(images, finish)
-    return reply.response()
+    return (await encode_call(Call.of(request), registry, settings)).response()

@@ -12,9 +12,11 @@ from service.calibration import FactorRequestError, latent_for
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import b64, png, to_pixels
-from service.payloads import PNG, Reply, accepts, documented_body, json_bytes, parse_json
+from service.payloads import PNG, Call, Reply, documented_body, json_bytes
+from service.registry import Registry
 from service.runtime import Outputs
 from service.schemas import SynthesizeRequest, SynthesizeResponse
+from service.settings import Settings
 from service.validation import check_latents
 
 router = APIRouter(tags=["synthesize"])
@@ -34,17 +36,10 @@ def _finish(model: str, latent: np.ndarray, raw: bool, outputs: Outputs) -> Repl
     return Reply(json_bytes({"model": model, "latent": latent.tolist(), "image": b64(picture)}))
 
 
-@router.post(
-    "/synthesize",
-    summary="Decode the image that named factor values describe (models with a factor calibration)",
-    response_model=SynthesizeResponse,
-    responses=RESPONSES | error_responses(*INFERENCE_ERRORS),
-    openapi_extra=documented_body(SynthesizeRequest),
-)
-async def synthesize(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
-    body = await parse_json(request, SynthesizeRequest)
+async def synthesize_call(call: Call, registry: Registry, settings: Settings) -> Reply:
+    body = await call.parse_json(SynthesizeRequest)
     model = registry.get(body.model)
-    request.state.model = model.name
+    call.state["model"] = model.name
     calibration = model.manifest.calibration
     if calibration is None:
         calibrated = [m.name for m in registry.models.values() if m.manifest.calibration is not None]
@@ -54,6 +49,17 @@ async def synthesize(request: Request, registry: RegistryDep, settings: Settings
     except FactorRequestError as error:
         raise Rejected(422, f"factors.{error.factor}", error.expected, shown(error.received)) from None
     latents = check_latents(latent[None], "latent", model.manifest, settings)
-    finish = partial(_finish, model.name, latents[0], accepts(request, PNG))
+    finish = partial(_finish, model.name, latents[0], call.accepts(PNG))
     reply: Reply = await model.decoder.submit(latents, finish)
-    return reply.response()
+    return reply
+
+
+@router.post(
+    "/synthesize",
+    summary="Decode the image that named factor values describe (models with a factor calibration)",
+    response_model=SynthesizeResponse,
+    responses=RESPONSES | error_responses(*INFERENCE_ERRORS),
+    openapi_extra=documented_body(SynthesizeRequest),
+)
+async def synthesize(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
+    return (await synthesize_call(Call.of(request), registry, settings)).response()

@@ -2,6 +2,10 @@
 
     disentangle-train eval models/dsprites_beta_tcvae          # writes metrics + calibration + card/
     disentangle-train eval models/                             # every artifact in the folder, then one table
+    disentangle-train eval models/ --judge-only                # only the factor judge's asked-for figures
+
+With a factor judge for the dataset (judges/<dataset>, ``training/judge``), the evaluation ends with the
+judged synthesis (``judged_synthesis.py``): the judge reads what ``/synthesize`` draws for every factor value.
 
 Everything runs through the artifact's ONNX files, so the numbers describe what the service serves.
 """
@@ -19,6 +23,7 @@ from training.calibrate import calibrate, calibrate_groups
 from training.data import get_dataset
 from training.data.base import FactorDataset, ImageDataset
 from training.evaluate.information import factor_entropies, mutual_information_matrix
+from training.evaluate.judged_synthesis import find_judge, judged_synthesis, without_judged
 from training.evaluate.onnx_model import OnnxModel
 from training.evaluate.source import CodeSource
 from training.evaluate.suite import SUPERVISED_STAGES, EvaluationSettings, Stage, evaluate_representation, no_stage
@@ -26,7 +31,7 @@ from training.evaluate.unsupervised import active_dims, kl_per_dim, total_correl
 
 UNSUPERVISED_SAMPLES = 10_000
 # What `evaluate` reports through its ``stage`` callback, in order (datasets without factors stop after the first).
-STAGES = ("reconstruction, KL, TC", *SUPERVISED_STAGES, "calibration", "synthesis")
+STAGES = ("reconstruction, KL, TC", *SUPERVISED_STAGES, "calibration", "synthesis", "judged synthesis")
 SYNTHESIS_SAMPLES = 1_000
 # Settings small enough for a test run of the whole pipeline; the numbers they give are only indicative.
 QUICK = EvaluationSettings(
@@ -146,8 +151,21 @@ def evaluate(
     return Evaluation(metrics, calibration, information, names)
 
 
+def judged_metrics(
+    model: OnnxModel, dataset: ImageDataset, calibration: Calibration | None, judges: Path | None, seed: int
+) -> dict[str, float | int | str]:
+    """The judge's asked-for figures (``judged.*``), or nothing without a calibration or a judge."""
+    if calibration is None or not isinstance(dataset, FactorDataset):
+        return {}
+    judge = find_judge(dataset, judges)
+    if judge is None:
+        return {}
+    # A generator of its own: judging adds figures without moving the draws of any other metric.
+    return judged_synthesis(model, dataset, calibration, judge, np.random.default_rng(seed))
+
+
 def evaluate_artifact(
-    folder: Path, quick: bool = False, seed: int = 0, stage: Stage = no_stage
+    folder: Path, quick: bool = False, seed: int = 0, stage: Stage = no_stage, judges: Path | None = None
 ) -> tuple[Manifest, Evaluation]:
     """Evaluate ``folder``'s artifact; return its manifest with metrics and calibration filled in."""
     model = OnnxModel(folder)
@@ -156,6 +174,23 @@ def evaluate_artifact(
     settings = QUICK if quick else EvaluationSettings()
     result = evaluate(model, dataset, settings, np.random.default_rng(seed), stage)
     result.metrics["eval_settings"] = "quick" if quick else "disentanglement_lib"
-    metrics = {**manifest.metrics, **result.metrics}
+    stage("judged synthesis")
+    result.metrics.update(judged_metrics(model, dataset, result.calibration, judges, seed))
+    metrics = {**without_judged(manifest.metrics), **result.metrics}
     updated = manifest.model_copy(update={"metrics": metrics, "calibration": result.calibration})
     return Manifest.model_validate(updated.model_dump()), result
+
+
+def judge_artifact(folder: Path, judges: Path | None = None, seed: int = 0) -> Manifest:
+    """Only the judged synthesis of ``folder``'s artifact, with the calibration it already has; every other
+    figure of its manifest stays as it is."""
+    model = OnnxModel(folder)
+    manifest = model.manifest
+    if manifest.calibration is None:
+        raise ValueError(f"{folder}: the manifest has no calibration to synthesise from; run `disentangle-train eval`")
+    dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+    if not isinstance(dataset, FactorDataset) or find_judge(dataset, judges) is None:
+        raise ValueError(f"{folder}: no factor judge for dataset {manifest.dataset.name!r} in {judges or 'judges/'}")
+    judged = judged_metrics(model, dataset, manifest.calibration, judges, seed)
+    metrics = {**without_judged(manifest.metrics), **judged}
+    return Manifest.model_validate(manifest.model_copy(update={"metrics": metrics}).model_dump())

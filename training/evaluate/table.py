@@ -1,18 +1,31 @@
-"""One comparison table over evaluated artifacts, as Markdown (what the README pastes)."""
+"""The comparison tables over evaluated artifacts, as Markdown (what the README pastes).
+
+The first table has one row per model; ``asked-for`` is the headline synthesis figure: how often the factor
+judge reads the asked-for class of the dataset's categorical factor (shape, digit) in what ``/synthesize``
+draws. Then one table per judged dataset: every factor's asked-for accuracy or mean error in its unit.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from service.artifact import Manifest
+from training.evaluate.judged_synthesis import judged_factors
 
 COLUMNS = (
-    "model", "objective", "beta", "MIG", "FactorVAE", "DCI-D", "recon", "active", "synthesis", "images", "min", "on",
+    "model", "objective", "beta", "MIG", "FactorVAE", "DCI-D", "recon", "active", "asked-for", "synthesis", "images",
+    "min", "on",
 )  # fmt: skip
 
 
 def _number(value: object, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def asked_for(manifest: Manifest) -> str:
+    """The judged accuracy of each categorical factor, e.g. ``shape 0.412``; ``-`` before judging."""
+    cells = [f"{name} {value:.3f}" for name, value, unit in judged_factors(manifest.metrics) if unit == "accuracy"]
+    return ", ".join(cells) or "-"
 
 
 def row(manifest: Manifest) -> list[str]:
@@ -32,6 +45,7 @@ def row(manifest: Manifest) -> list[str]:
         _number(m.get("dci.disentanglement")),
         _number(m.get("recon_bce", m.get("recon_mse")), 1),
         _number(m.get("active_dims")),
+        asked_for(manifest),
         _number(synthesis),
         f"{manifest.training.images_seen / 1e6:.1f}M",
         f"{manifest.training.wall_time_s / 60:.1f}",
@@ -39,7 +53,29 @@ def row(manifest: Manifest) -> list[str]:
     ]
 
 
+def _markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def judged_tables(manifests: Sequence[Manifest]) -> list[str]:
+    """One table per dataset whose models were judged: a column per factor, in the factor's unit."""
+    lines: list[str] = []
+    for dataset in sorted({m.dataset.name for m in manifests}):
+        judged = [(m, judged_factors(m.metrics)) for m in manifests if m.dataset.name == dataset]
+        judged = [(m, figures) for m, figures in judged if figures]
+        if not judged:
+            continue
+        header = [
+            name if unit == name else f"{name} ({'acc' if unit == 'accuracy' else unit})"
+            for name, _, unit in judged[0][1]
+        ]
+        rows = [[m.name, *(_number(v, 3 if u == "accuracy" else 2) for _, v, u in figures)] for m, figures in judged]
+        lines += ["", f"Asked-for, {dataset} (judged `/synthesize` images per model):", ""]
+        lines += _markdown(["model", *header], rows)
+    return lines
+
+
 def markdown_table(manifests: Sequence[Manifest]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row(m)) + " |" for m in manifests]
-    return "\n".join(lines)
+    lines = _markdown(COLUMNS, [row(m) for m in manifests])
+    return "\n".join(lines + judged_tables(manifests))
