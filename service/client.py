@@ -5,6 +5,10 @@
         mu, logvar = client.encode([Image.open("shape.png")])
         images = client.decode(mu)                     # list of PIL images
         grid = client.traverse(latent=mu[0], steps=9)  # one PIL image, rows = dims
+        # models with categorical latent parts (JointVAE: {"digit": 10 classes})
+        probabilities = client.probabilities([Image.open("seven.png")])   # {"digit": (B, 10)}
+        images = client.decode([[0.0] * 6], categorical={"digit": [7]})   # continuous values + a class per part
+        row = client.traverse(part="digit")                                # one column per class
 
 ``AsyncClient`` has the same methods as coroutines. Every error the service returns is raised as
 ``ServiceError``, carrying the service's message. Latents travel as raw float32, not JSON.
@@ -106,6 +110,24 @@ def _encode(images: Sequence[ImageLike], model: str | None, resize: bool, seed: 
     return body
 
 
+def _probabilities(response: httpx.Response) -> dict[str, np.ndarray]:
+    parts = response.json().get("probabilities") or {}
+    return {name: np.asarray(rows, dtype=np.float32) for name, rows in parts.items()}
+
+
+def _categorical_decode(
+    latents: Sequence[Sequence[float]] | np.ndarray,
+    categorical: dict[str, Sequence[int | Sequence[float]]],
+    model: str | None,
+) -> dict[str, Any]:
+    rows = _latent_rows(latents).tolist()
+    parts = {
+        name: [int(e) if isinstance(e, int | np.integer) else np.asarray(e, dtype=np.float32).tolist() for e in entries]
+        for name, entries in categorical.items()
+    }
+    return {"latents": rows, "categorical": parts} | ({"model": model} if model else {})
+
+
 def _mu_logvar(response: httpx.Response) -> tuple[np.ndarray, np.ndarray]:
     data = response.json()
     return np.asarray(data["mu"], dtype=np.float32), np.asarray(data["logvar"], dtype=np.float32)
@@ -119,8 +141,11 @@ def _traverse(
     dims: Sequence[int] | None,
     value_range: tuple[float, float] | None,
     steps: int,
+    part: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"steps": steps, "format": fmt}
+    if part is not None:
+        body["part"] = part
     if model:
         body["model"] = model
     if latent is not None:
@@ -162,12 +187,22 @@ class _Calls:
         return _Call("POST", "/encode", _mu_logvar, json=_encode(images, model, resize, None, False))
 
     @staticmethod
+    def probabilities(images: Sequence[ImageLike], model: str | None, resize: bool) -> _Call[dict[str, np.ndarray]]:
+        return _Call("POST", "/encode", _probabilities, json=_encode(images, model, resize, None, False))
+
+    @staticmethod
     def sample(images: Sequence[ImageLike], model: str | None, resize: bool, seed: int | None) -> _Call[np.ndarray]:
         body = _encode(images, model, resize, seed, True)
         return _Call("POST", "/encode", lambda r: np.asarray(r.json()["z"], dtype=np.float32), json=body)
 
     @staticmethod
-    def decode(latents: Sequence[Sequence[float]] | np.ndarray, model: str | None) -> _Call[list[Image.Image]]:
+    def decode(
+        latents: Sequence[Sequence[float]] | np.ndarray,
+        model: str | None,
+        categorical: dict[str, Sequence[int | Sequence[float]]] | None = None,
+    ) -> _Call[list[Image.Image]]:
+        if categorical is not None:  # class indices travel as JSON; flat latents as raw float32
+            return _Call("POST", "/decode", _pictures, json=_categorical_decode(latents, categorical, model))
         return _Call("POST", "/decode", _pictures, **_binary_latents(latents, model))
 
     @staticmethod
@@ -239,6 +274,12 @@ class Client:
         """(mu, logvar), each (B, d)."""
         return self._send(_Calls.encode(images, model, resize))
 
+    def probabilities(
+        self, images: Sequence[ImageLike], model: str | None = None, resize: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Per categorical part of the model's layout, (B, K) class probabilities; {} for a model without."""
+        return self._send(_Calls.probabilities(images, model, resize))
+
     def sample(
         self,
         images: Sequence[ImageLike],
@@ -246,11 +287,19 @@ class Client:
         resize: bool = False,
         seed: int | None = None,
     ) -> np.ndarray:
-        """z ~ q(z | image), (B, d); the same seed gives the same samples."""
+        """z ~ q(z | image), (B, d) flat latents (a drawn class per categorical part); the same seed gives the
+        same samples."""
         return self._send(_Calls.sample(images, model, resize, seed))
 
-    def decode(self, latents: Sequence[Sequence[float]] | np.ndarray, model: str | None = None) -> list[Image.Image]:
-        return self._send(_Calls.decode(latents, model))
+    def decode(
+        self,
+        latents: Sequence[Sequence[float]] | np.ndarray,
+        model: str | None = None,
+        categorical: dict[str, Sequence[int | Sequence[float]]] | None = None,
+    ) -> list[Image.Image]:
+        """Flat latents (B, d); or, with ``categorical`` ({part: a class index or K probabilities per latent}),
+        only the continuous and noise values of each latent."""
+        return self._send(_Calls.decode(latents, model, categorical))
 
     def decode_arrays(self, latents: Sequence[Sequence[float]] | np.ndarray, model: str | None = None) -> np.ndarray:
         """(B, C, H, W) float32 in [0, 1], exactly as the decoder produced them."""
@@ -264,9 +313,11 @@ class Client:
         value_range: tuple[float, float] | None = None,
         steps: int = 7,
         model: str | None = None,
+        part: str | None = None,
     ) -> Image.Image:
-        """One grid image: a row per dimension, a column per step."""
-        return self._send(_Calls.traverse("grid", model, latent, image, dims, value_range, steps))
+        """One grid image: a row per dimension, a column per step; or, with ``part``, one row with a column per
+        class of that categorical part."""
+        return self._send(_Calls.traverse("grid", model, latent, image, dims, value_range, steps, part))
 
     def traverse_gif(
         self,
@@ -326,6 +377,11 @@ class AsyncClient:
     ) -> tuple[np.ndarray, np.ndarray]:
         return await self._send(_Calls.encode(images, model, resize))
 
+    async def probabilities(
+        self, images: Sequence[ImageLike], model: str | None = None, resize: bool = False
+    ) -> dict[str, np.ndarray]:
+        return await self._send(_Calls.probabilities(images, model, resize))
+
     async def sample(
         self,
         images: Sequence[ImageLike],
@@ -336,9 +392,12 @@ class AsyncClient:
         return await self._send(_Calls.sample(images, model, resize, seed))
 
     async def decode(
-        self, latents: Sequence[Sequence[float]] | np.ndarray, model: str | None = None
+        self,
+        latents: Sequence[Sequence[float]] | np.ndarray,
+        model: str | None = None,
+        categorical: dict[str, Sequence[int | Sequence[float]]] | None = None,
     ) -> list[Image.Image]:
-        return await self._send(_Calls.decode(latents, model))
+        return await self._send(_Calls.decode(latents, model, categorical))
 
     async def decode_arrays(
         self, latents: Sequence[Sequence[float]] | np.ndarray, model: str | None = None
@@ -353,8 +412,9 @@ class AsyncClient:
         value_range: tuple[float, float] | None = None,
         steps: int = 7,
         model: str | None = None,
+        part: str | None = None,
     ) -> Image.Image:
-        return await self._send(_Calls.traverse("grid", model, latent, image, dims, value_range, steps))
+        return await self._send(_Calls.traverse("grid", model, latent, image, dims, value_range, steps, part))
 
     async def traverse_gif(
         self,

@@ -63,6 +63,7 @@ class Model:
     digests: dict[str, str] | None = None  # sha256 of manifest.json and the ONNX files as loaded, by file name
     # (file name, its stat) -> its sha256, so that an unchanged file is hashed once, not on every check
     _hashed: dict[tuple[str, Stat], str] | None = None
+    _checked: tuple[tuple[Stat | None, ...], str | None] | None = None  # the files' stats, and what they meant
 
     @property
     def name(self) -> str:
@@ -87,8 +88,15 @@ class Model:
         """Why the files on disk can no longer serve this model (gone, or not what their manifest says).
 
         A consistent new version (a new manifest with ONNX files that match it) is no problem: a reload
-        picks it up.
+        picks it up. While no file's size or time changes, the last answer stands: a check costs three stats.
         """
+        names = (MANIFEST_NAME, *(entry.path for entry in self.manifest.files.values()))
+        stats = tuple(_stat(self.folder / name) for name in names)
+        if self._checked is None or self._checked[0] != stats:
+            self._checked = (stats, self._files_problem())
+        return self._checked[1]
+
+    def _files_problem(self) -> str | None:
         if not self.folder.is_dir():
             return f"the folder {self.folder.name} vanished"
         if self._digest(MANIFEST_NAME) is None:
@@ -160,11 +168,13 @@ class Registry:
 
 
 Role = Literal["encoder", "decoder"]
-# Each network's role, its input name and the outputs the service reads, in that order.
-NETWORKS: tuple[tuple[Role, str, list[str]], ...] = (
-    ("encoder", "image", ["mu", "logvar"]),
-    ("decoder", "z", ["image"]),
-)
+
+
+def networks(manifest: Manifest) -> tuple[tuple[Role, str, list[str]], ...]:
+    """Each network's role, its input name and the outputs the service reads, in that order. An encoder whose
+    layout has categorical parts also answers their probabilities."""
+    encoder_outputs = ["mu", "logvar"] + (["probabilities"] if manifest.layout.classes else [])
+    return (("encoder", "image", encoder_outputs), ("decoder", "z", ["image"]))
 
 
 def _file(folder: Path, manifest: Manifest, role: Role) -> Path:
@@ -195,16 +205,19 @@ def load_model(folder: Path, settings: Settings, pool: Executor, metrics: Metric
     except ValidationError as error:
         raise ArtifactError(f"{MANIFEST_NAME} is invalid: {validation_body(error.errors())['detail']}") from None
     batchers = {}
-    for role, input_name, outputs in NETWORKS:
+    for role, input_name, outputs in networks(manifest):
         session = open_session(_file(folder, manifest, role), settings)
         inputs = [i.name for i in session.get_inputs()]
         names = [o.name for o in session.get_outputs()]
         if inputs != [input_name] or not set(outputs) <= set(names):
             raise ArtifactError(f"{role} has inputs {inputs} and outputs {names}, expected {input_name} -> {outputs}")
         batchers[role] = Batcher(manifest.name, role, session, outputs, pool, metrics, settings)
-    d, shape = manifest.latent_dim, manifest.image_shape
+    d, c, k, shape = manifest.latent_dim, manifest.layout.continuous, manifest.layout.classes, manifest.image_shape
     # A run with a batch of 2 proves the batch axis is dynamic and the shapes match the manifest.
-    _check_shapes(batchers["encoder"], np.zeros((2, *shape), np.float32), [(2, d), (2, d)], "encoder")
+    encoded: list[tuple[int, ...]] = [(2, c), (2, c)]
+    if k:
+        encoded.append((2, k))
+    _check_shapes(batchers["encoder"], np.zeros((2, *shape), np.float32), encoded, "encoder")
     _check_shapes(batchers["decoder"], np.zeros((2, d), np.float32), [(2, *shape)], "decoder")
     card = tuple(sorted(p.name for p in (folder / CARD_DIR).glob("*.png") if p.is_file()))
     digests = {name: sha256_of(folder / name) for name in (MANIFEST_NAME, *(e.path for e in manifest.files.values()))}

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.artifact import Calibration, DatasetInfo, FactorCalibration, LatentStat, Manifest
+from service.artifact import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
 
 ModelName = str | None
 MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")
@@ -28,7 +28,11 @@ class _Request(BaseModel):
 class EncodeOptions(_Request):
     model: ModelName = MODEL_FIELD
     resize: bool = Field(default=False, description="resize images to the model's resolution instead of a 422")
-    sample: bool = Field(default=False, description="also return z ~ N(mu, exp(logvar))")
+    sample: bool = Field(
+        default=False,
+        description="also return z ~ q(z|x): N(mu, exp(logvar)), and for each categorical part the one-hot of a "
+        "class drawn from its probabilities, as one flat latent in the layout's order",
+    )
     seed: int | None = Field(default=None, ge=0, description="makes the z samples reproducible")
 
 
@@ -43,12 +47,23 @@ class EncodeResponse(BaseModel):
     model: str
     mu: list[list[float]]
     logvar: list[list[float]]
+    probabilities: dict[str, list[list[float]]] | None = Field(
+        default=None, description="per categorical part, each image's class probabilities (models with parts only)"
+    )
     z: list[list[float]] | None = None
 
 
 class DecodeRequest(_Request):
     model: ModelName = MODEL_FIELD
-    latents: list[list[float]] = Field(min_length=1, description="one vector of the model's latent size per image")
+    latents: list[list[float]] = Field(
+        min_length=1,
+        description="one vector per image: the model's flat latent (latent_dim values, each categorical part's "
+        "entries summing to 1), or only its continuous and noise values when `categorical` gives the parts",
+    )
+    categorical: dict[str, list[int | list[float]]] | None = Field(
+        default=None,
+        description="per categorical part, one entry per latent: a class index or the class probabilities",
+    )
     format: Literal["png", "array"] = Field(default="png", description="base64 PNGs or (C, H, W) float arrays")
 
 
@@ -63,6 +78,9 @@ class TraverseRequest(_Request):
     image: str | None = Field(default=None, description="a base64 PNG/JPEG whose encoding (mu) is the base")
     resize: bool = Field(default=False, description="resize `image` to the model's resolution")
     dims: list[int] | None = Field(default=None, min_length=1, description="default: the active dims by KL")
+    part: str | None = Field(
+        default=None, description="a categorical part to walk through its classes instead of dims (one column each)"
+    )
     range: tuple[float, float] | None = Field(
         default=None, description="default per dim: mean +- 3 std from the manifest, else [-3, 3]"
     )
@@ -76,6 +94,7 @@ class TraverseFrames(BaseModel):
     model: str
     base: list[float]
     dims: list[int]
+    part: str | None = Field(default=None, description="the categorical part walked, if any; values are its classes")
     values: list[list[float]] = Field(description="per dim, the value at each step")
     frames: list[list[str]] = Field(description="per dim, a base64 PNG at each step")
 
@@ -118,6 +137,7 @@ class ModelInfo(BaseModel):
     likelihood: str
     dataset: DatasetInfo
     latent_dim: int
+    layout: LatentLayout
     image_shape: tuple[int, int, int]
     active_dims: list[int]
     latent_stats: list[LatentStat]

@@ -8,6 +8,9 @@ from service.artifact import Manifest
 from service.errors import Rejected, shown
 from service.settings import Settings
 
+# How far a categorical part's probabilities may sum from 1: float32 rounding of a caller's softmax, not more.
+PROBABILITY_TOLERANCE = 1e-3
+
 
 def check_count(n: int, field: str, settings: Settings) -> None:
     if n > settings.max_items:
@@ -29,7 +32,86 @@ def check_latents(
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
         raise Rejected(422, f"{field}[{i}][{j}]", f"a finite value in [-{bound}, {bound}]", shown(float(latents[i, j])))
+    check_parts(latents, field, manifest)
     return latents
+
+
+def check_parts(latents: np.ndarray, field: str, manifest: Manifest) -> None:
+    """Every categorical part of (B, d) flat latents must hold probabilities: entries >= 0 that sum to 1."""
+    for name, where in manifest.layout.part_slices().items():
+        part = latents[:, where]  # (B, K)
+        negative = np.argwhere(part < 0)
+        if negative.size:
+            i, k = (int(v) for v in negative[0])
+            expected = f"a probability >= 0 (class {k} of categorical part {name!r})"
+            raise Rejected(422, f"{field}[{i}][{where.start + k}]", expected, shown(float(part[i, k])))
+        sums = part.sum(axis=1, dtype=np.float64)  # (B,)
+        off = np.flatnonzero(np.abs(sums - 1) > PROBABILITY_TOLERANCE)
+        if off.size:
+            i = int(off[0])
+            expected = f"probabilities of categorical part {name!r} summing to 1 (within {PROBABILITY_TOLERANCE:g})"
+            raise Rejected(422, f"{field}[{i}][{where.start}:{where.stop}]", expected, f"sum {sums[i]:.6g}")
+
+
+def _category(entry: object, field: str, name: str, classes: int) -> np.ndarray:
+    """One row's value of a categorical part, a class index or K probabilities -> (K,) probabilities."""
+    expected = f"a class index in [0, {classes}) or {classes} probabilities summing to 1"
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        if not 0 <= entry < classes:
+            raise Rejected(422, field, f"{expected} (categorical part {name!r})", shown(entry))
+        return np.eye(classes, dtype=np.float32)[entry]
+    if not isinstance(entry, list) or len(entry) != classes:
+        received = f"{len(entry)} values" if isinstance(entry, list) else shown(entry)
+        raise Rejected(422, field, f"{expected} (categorical part {name!r})", received)
+    values = np.asarray(entry, dtype=np.float64)
+    bad = np.flatnonzero(~(values >= 0) | ~np.isfinite(values))
+    if bad.size:
+        k = int(bad[0])
+        raise Rejected(422, f"{field}[{k}]", f"a finite probability >= 0 (categorical part {name!r})", shown(entry[k]))
+    if abs(values.sum() - 1) > PROBABILITY_TOLERANCE:
+        raise Rejected(
+            422, field, f"probabilities summing to 1 (within {PROBABILITY_TOLERANCE:g})", f"sum {values.sum():.6g}"
+        )
+    return values.astype(np.float32)
+
+
+def assemble_latents(
+    rows: list[list[float]],
+    categorical: dict[str, list[int | list[float]]],
+    manifest: Manifest,
+    settings: Settings,
+) -> np.ndarray:
+    """Latents given as continuous (and noise) values plus each categorical part's class index or probabilities
+    -> (B, d) flat latents in the layout's order, or a rejection naming the field."""
+    layout = manifest.layout
+    parts = [part.name for part in layout.categorical]
+    if not parts:
+        raise Rejected(422, "categorical", f"no categorical parts ({manifest.name} has none)", shown(list(categorical)))
+    for name in categorical:
+        if name not in parts:
+            raise Rejected(422, f"categorical.{name}", f"a categorical part of {manifest.name}, one of {parts}", name)
+    missing = [name for name in parts if name not in categorical]
+    if missing:
+        raise Rejected(422, "categorical", f"a value for every categorical part: {parts}", f"none for {missing}")
+    check_count(len(rows), "latents", settings)
+    width = layout.continuous + layout.noise
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            expected = f"{width} values (the continuous and noise dims of {manifest.name}; parts go in categorical)"
+            raise Rejected(422, f"latents[{i}]", expected, f"{len(row)}")
+    by_part = {}
+    for part in layout.categorical:
+        entries = categorical[part.name]
+        if len(entries) != len(rows):
+            raise Rejected(422, f"categorical.{part.name}", f"one entry per latent ({len(rows)})", f"{len(entries)}")
+        by_part[part.name] = np.stack(
+            [_category(e, f"categorical.{part.name}[{i}]", part.name, part.classes) for i, e in enumerate(entries)]
+        )  # (B, K)
+    given = np.asarray(rows, dtype=np.float32).reshape(len(rows), width)
+    flat = np.concatenate(
+        [given[:, : layout.continuous], *by_part.values(), given[:, layout.continuous :]], axis=1
+    )  # (B, d)
+    return check_latents(flat, "latents", manifest, settings)
 
 
 def parse_shape(text: str, field: str) -> tuple[int, ...]:

@@ -33,6 +33,32 @@ def smoke_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return artifact
 
 
+@pytest.fixture(scope="session")
+def joint_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A JointVAE artifact (dSprites, 4 continuous dims and a 3-class ``shape`` part), trained and exported by
+    the smoke_joint preset, then calibrated on 2,000 renders so /synthesize can serve it."""
+    import numpy as np
+
+    from service.artifact import FactorSpec, read_manifest, write_manifest
+    from training.calibrate import calibrate
+    from training.cli import main
+    from training.data import get_dataset
+    from training.evaluate.onnx_model import OnnxModel
+
+    root = tmp_path_factory.mktemp("smoke_joint")
+    artifact = root / "models" / "smoke_joint"
+    code = main(["fit", "--preset", "smoke_joint", "--out-dir", str(root / "runs"), "--export-dir", str(artifact)])
+    assert code == 0
+    model = OnnxModel(artifact, threads=1)
+    dataset = get_dataset("dsprites")
+    classes = dataset.sample_factors(2000, np.random.default_rng(0))  # (N, F)
+    specs = [FactorSpec(name=f.name, values=list(f.values)) for f in dataset.factors]
+    calibration = calibrate(model.mean(dataset.render(classes)), classes, specs, layout=model.manifest.layout)
+    write_manifest(artifact, model.manifest.model_copy(update={"calibration": calibration}))
+    assert read_manifest(artifact).calibration is not None
+    return artifact
+
+
 # A tiny InfoGAN: digits, 1 categorical code of 10 classes, 2 continuous codes, 4 noise dims, narrow networks.
 INFOGAN_SMOKE = [
     "fit", "--objective", "infogan", "--name", "infogan_smoke", "--dataset", "digits", "--steps", "30",

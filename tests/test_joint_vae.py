@@ -14,6 +14,8 @@ import torch
 
 from service.artifact import FactorSpec, LatentLayout, read_manifest
 from training.calibrate import calibrate
+from training.card import traversal_grid
+from training.evaluate.onnx_model import OnnxModel
 from training.export import export_run
 from training.models import VAE, gumbel_softmax_sample
 from training.objectives import (
@@ -160,6 +162,14 @@ def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
     (decoded,) = decoder.run(None, {"z": manifest.layout.flat(mu, probabilities)})
     assert decoded.shape == (3, 1, 64, 64) and ((decoded >= 0) & (decoded <= 1)).all()
+    # evaluation reads the flat posterior mean, and reconstructs from each part's most probable class
+    model = OnnxModel(tmp_path / "artifact", threads=1)
+    np.testing.assert_allclose(model.mean(images), manifest.layout.flat(mu, probabilities), atol=1e-6)
+    one_hot = np.eye(10, dtype=np.float32)[probabilities.argmax(1)]
+    np.testing.assert_array_equal(model.reconstruction_latent(images), manifest.layout.flat(mu, one_hot))
+    # the card's traversal: a row per continuous dim (9 steps), then the digit part with a column per class
+    grid = traversal_grid(model)
+    assert grid.size == (2 * (10 * 66 + 2), 2 * (5 * 66 + 2))
 
 
 def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The model card: pictures and a short card.md beside an artifact, written by ``disentangle-train eval``.
 
-card/traversal.png        rows = latent dims by KL (most informative first), columns = values of that dim
+card/traversal.png        rows = continuous dims by KL (most informative first), columns = values of that dim;
+                          then one row per categorical part, a column per class
 card/reconstructions.png  inputs (top) over their reconstructions (bottom)
 card/mutual_information.png  normalised MI between each latent dim and each factor
 card/training_curves.png  the loss terms over training, from the artifact's training log
@@ -83,12 +84,23 @@ def reconstructions(model: OnnxModel, dataset: ImageDataset, n: int = 10) -> Ima
     return tile(np.concatenate([images, model.decode(model.reconstruction_latent(images))]), 2, n)
 
 
-def mutual_information_heatmap(information: np.ndarray, factor_names: list[str], path: Path) -> None:
+def latent_labels(manifest: Manifest) -> list[str]:
+    """A name per dim of the flat latent: z0.. for continuous dims, part=class for categorical entries, noise."""
+    layout = manifest.layout
+    labels = [f"z{j}" for j in range(layout.continuous)]
+    for part in layout.categorical:
+        labels += [f"{part.name}={k}" for k in range(part.classes)]
+    return labels + [f"noise{j}" for j in range(layout.noise)]
+
+
+def mutual_information_heatmap(
+    information: np.ndarray, factor_names: list[str], path: Path, labels: list[str] | None = None
+) -> None:
     fig = Figure(figsize=(1.2 + 0.9 * len(factor_names), 0.9 + 0.4 * information.shape[0]))
     ax = fig.subplots()
     ax.imshow(information, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(factor_names)), factor_names)
-    ax.set_yticks(range(information.shape[0]), [f"z{j}" for j in range(information.shape[0])])
+    ax.set_yticks(range(information.shape[0]), labels or [f"z{j}" for j in range(information.shape[0])])
     for (row, col), value in np.ndenumerate(information):
         ax.text(col, row, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.5 else "black")
     ax.set_title("mutual information / factor entropy")
@@ -176,7 +188,8 @@ def write_card(
     reconstructions(model, dataset).save(card / "reconstructions.png")
     if evaluation.mutual_information is not None:
         heatmap = card / "mutual_information.png"
-        mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap)
+        labels = latent_labels(manifest)[: evaluation.mutual_information.shape[0]]
+        mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap, labels)
     log = folder / TRAINING_LOG
     if log.exists():
         training_curves(log, card / "training_curves.png")
@@ -213,7 +226,8 @@ def write_card_text(folder: Path, manifest: Manifest) -> Path:
         lines += ["| factor | dims | recovered |", "| --- | --- | --- |"]
         for factor in manifest.calibration.factors:
             recovered = manifest.calibration.recovery.get(factor.name, float("nan"))
-            lines.append(f"| {factor.name} | {factor.dims} | {recovered:.2f} |")
+            dims = f"part `{factor.part}`, classes {factor.classes}" if factor.part else str(factor.dims)
+            lines.append(f"| {factor.name} | {dims} | {recovered:.2f} |")
         for group in manifest.calibration.groups:
             lines += [
                 "",

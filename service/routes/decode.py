@@ -15,7 +15,7 @@ from service.registry import Registry
 from service.runtime import Outputs
 from service.schemas import DecodeRequest, DecodeResponse
 from service.settings import Settings
-from service.validation import binary_latents, check_latents
+from service.validation import assemble_latents, binary_latents, check_latents
 
 router = APIRouter(tags=["decode"])
 
@@ -73,7 +73,10 @@ async def decode_call(call: Call, registry: Registry, settings: Settings) -> Rep
         body = await call.parse_json(DecodeRequest, also=(BINARY,))
         chosen = registry.get(body.model)
         call.state["model"] = chosen.name
-        latents = check_latents(body.latents, "latents", chosen.manifest, settings)
+        if body.categorical is None:
+            latents = check_latents(body.latents, "latents", chosen.manifest, settings)
+        else:
+            latents = assemble_latents(body.latents, body.categorical, chosen.manifest, settings)
         fmt = body.format
     if call.accepts(BINARY):
         finish = _float32

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from service import arraytext
+from service.artifact import LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
 from service.forms import parse_form
@@ -102,13 +103,26 @@ def _upload_slot(call: Call) -> AbstractAsyncContextManager[Any]:
     return slots
 
 
-def _encoded(model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
-    mu, logvar = outputs
+def _encoded(layout: LatentLayout, model: str, sample: bool, seed: int | None, outputs: Outputs) -> Reply:
+    mu, logvar = outputs[0], outputs[1]
+    probabilities = outputs[2] if layout.classes else np.zeros((len(mu), 0), np.float32)  # (B, k)
+    payload: dict[str, object] = {"model": model, "mu": mu.tolist(), "logvar": logvar.tolist()}
+    if layout.classes:
+        slices = layout.probability_slices().items()
+        payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
     z = None
     if sample:
-        noise = np.random.default_rng(seed).standard_normal(mu.shape, dtype=np.float32)
-        z = (mu + np.exp(0.5 * logvar) * noise).tolist()
-    return Reply(json_bytes({"model": model, "mu": mu.tolist(), "logvar": logvar.tolist(), "z": z}))
+        rng = np.random.default_rng(seed)
+        noise = rng.standard_normal(mu.shape, dtype=np.float32)
+        drawn = np.zeros_like(probabilities)
+        for where in layout.probability_slices().values():
+            # one class per image, drawn from its probabilities by inverting the cumulative sum
+            cumulative = np.cumsum(probabilities[:, where], axis=1)
+            classes = (cumulative < rng.random((len(mu), 1)) * cumulative[:, -1:]).sum(axis=1)
+            drawn[np.arange(len(mu)), where.start + np.minimum(classes, where.stop - where.start - 1)] = 1
+        z = layout.flat(mu + np.exp(0.5 * logvar) * noise, drawn).tolist()
+    payload["z"] = z
+    return Reply(json_bytes(payload))
 
 
 async def encode_call(call: Call, registry: Registry, settings: Settings) -> Reply:
@@ -117,14 +131,14 @@ async def encode_call(call: Call, registry: Registry, settings: Settings) -> Rep
         # Form parsing and image decoding would hold the event loop for most of a small request's time.
         loop = asyncio.get_running_loop()
         options, chosen, images = await loop.run_in_executor(None, _read, call, body, registry, settings)
-    finish = partial(_encoded, chosen.name, options.sample, options.seed)
+    finish = partial(_encoded, chosen.manifest.layout, chosen.name, options.sample, options.seed)
     reply: Reply = await chosen.encoder.submit(images, finish)
     return reply
 
 
 @router.post(
     "/encode",
-    summary="Encode images into latent means and log-variances (and samples)",
+    summary="Encode images into latent means and log-variances, category probabilities (and samples)",
     response_model=EncodeResponse,
     responses=error_responses(*INFERENCE_ERRORS),
     openapi_extra=documented_body(EncodeRequest, MULTIPART_BODY),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from service.artifact import Manifest
+from service.artifact import LatentLayout, Manifest
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import ImageReader, b64, gif, png, pngs, tile
@@ -40,20 +40,39 @@ async def _base(body: TraverseRequest, model: Model, settings: Settings) -> np.n
         raise Rejected(422, "latent, image", "at most one base", "both")
     if body.latent is not None:
         return check_latents([body.latent], "latent", manifest, settings)[0]
+    layout = manifest.layout
     if body.image is not None:
         reader = ImageReader(manifest.image_shape, settings.max_image_side, body.resize)
-        mu, _ = await model.encoder.submit(reader.read(body.image, "image")[None])
-        return np.asarray(mu[0], dtype=np.float32)
-    return np.zeros(manifest.latent_dim, dtype=np.float32)
+        outputs = await model.encoder.submit(reader.read(body.image, "image")[None])
+        probabilities = outputs[2] if layout.classes else None
+        return layout.flat(outputs[0], None if probabilities is None else _most_probable(layout, probabilities))[0]
+    # The prior's centre: 0 on continuous and noise dims, and class 0 of each categorical part.
+    first = np.zeros((1, layout.classes), dtype=np.float32)
+    for where in layout.probability_slices().values():
+        first[0, where.start] = 1
+    return layout.flat(np.zeros((1, layout.continuous), dtype=np.float32), first)[0]
+
+
+def _most_probable(layout: LatentLayout, probabilities: np.ndarray) -> np.ndarray:
+    """(B, k) probabilities -> (B, k): the one-hot of each part's most probable class."""
+    one_hot = np.zeros_like(probabilities)
+    for where in layout.probability_slices().values():
+        one_hot[np.arange(len(one_hot)), where.start + probabilities[:, where].argmax(1)] = 1
+    return one_hot
 
 
 def _dims(body: TraverseRequest, manifest: Manifest) -> list[int]:
-    d = manifest.latent_dim
+    d, layout = manifest.latent_dim, manifest.layout
     if body.dims is None:
-        return manifest.active_dims or list(range(d))
+        return manifest.active_dims or list(range(layout.continuous)) or list(range(d)[layout.noise_slice])
+    categorical = range(layout.continuous, layout.continuous + layout.classes)
     for i, j in enumerate(body.dims):
         if not 0 <= j < d:
             raise Rejected(422, f"dims[{i}]", f"a dimension in [0, {d})", str(j))
+        if j in categorical:
+            raise Rejected(
+                422, f"dims[{i}]", "a continuous or noise dimension (walk a categorical part with `part`)", str(j)
+            )
     if len(set(body.dims)) != len(body.dims):
         raise Rejected(422, "dims", "distinct dimensions", str(body.dims))
     return body.dims
@@ -67,8 +86,8 @@ def _ranges(body: TraverseRequest, manifest: Manifest, dims: list[int], bound: f
         return [(low, high)] * len(dims)
     ranges = []
     for j in dims:
-        stat = manifest.latent_stats[j]
-        if stat.std < MIN_STD:
+        stat = manifest.latent_stats[j] if j < len(manifest.latent_stats) else None  # noise dims have none
+        if stat is None or stat.std < MIN_STD:
             ranges.append(PRIOR_RANGE)
         else:
             span = STATS_SPAN * stat.std
@@ -81,6 +100,7 @@ def _finish(
     model: str,
     base: np.ndarray,
     dims: list[int],
+    part: str | None,
     values: np.ndarray,
     headers: dict[str, str],
     outputs: Outputs,
@@ -96,15 +116,36 @@ def _finish(
         "model": model,
         "base": base.tolist(),
         "dims": dims,
+        "part": part,
         "values": values.tolist(),
         "frames": frames,
     }
     return Reply(json_bytes(payload), headers=headers)
 
 
+async def _walk_part(body: TraverseRequest, model: Model, settings: Settings) -> Response:
+    """One row: the base latent with the part set to each of its classes in turn (one column per class)."""
+    manifest = model.manifest
+    slices = manifest.layout.part_slices()
+    if body.part not in slices:
+        raise Rejected(422, "part", f"a categorical part of {model.name}, one of {list(slices)}", shown(body.part))
+    if body.dims is not None or body.range is not None:
+        raise Rejected(422, "dims, range", "neither with `part`: a part is walked through its classes", "given")
+    where = slices[body.part]
+    classes = where.stop - where.start
+    base = await _base(body, model, settings)
+    latents = np.repeat(base[None], classes, axis=0)  # (K, d)
+    latents[:, where] = np.eye(classes, dtype=np.float32)
+    values = np.arange(classes, dtype=np.float32)[None]  # (1, K)
+    headers = {"X-Traverse-Part": body.part, "X-Traverse-Classes": str(classes)}
+    finish = partial(_finish, body.format, model.name, base, [], body.part, values, headers)
+    reply: Reply = await model.decoder.submit(latents, finish)
+    return reply.response()
+
+
 @router.post(
     "/traverse",
-    summary="Vary latent dimensions of a base and decode each step: a grid PNG, frames or a GIF",
+    summary="Vary latent dimensions of a base, or walk a categorical part through its classes, and decode each step",
     response_model=TraverseFrames,
     responses=RESPONSES | error_responses(*INFERENCE_ERRORS),
     openapi_extra=documented_body(TraverseRequest),
@@ -116,6 +157,8 @@ async def traverse(request: Request, registry: RegistryDep, settings: SettingsDe
     manifest = model.manifest
     if body.steps > settings.max_traverse_steps:
         raise Rejected(422, "steps", f"at most {settings.max_traverse_steps}", str(body.steps))
+    if body.part is not None:
+        return await _walk_part(body, model, settings)
     dims = _dims(body, manifest)
     check_count(len(dims) * body.steps, "dims x steps", settings)
     ranges = _ranges(body, manifest, dims, settings.latent_bound)
@@ -128,6 +171,6 @@ async def traverse(request: Request, registry: RegistryDep, settings: SettingsDe
         "X-Traverse-Dims": ",".join(map(str, dims)),
         "X-Traverse-Ranges": ",".join(f"{low:.4g}:{high:.4g}" for low, high in ranges),
     }
-    finish = partial(_finish, body.format, model.name, base, dims, values, headers)
+    finish = partial(_finish, body.format, model.name, base, dims, None, values, headers)
     reply: Reply = await model.decoder.submit(latents.reshape(-1, manifest.latent_dim), finish)
     return reply.response()
