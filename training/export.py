@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -160,6 +161,27 @@ def check_parity(model: VAE, folder: Path, images: np.ndarray) -> float:
     return max(*diffs, float(np.abs(ort_image - decoded.numpy()).max()))
 
 
+def seal_artifact(staging: Path, out_dir: Path, diff: float, log: Path | None, **fields: Any) -> Manifest:
+    """Refuse a parity ``diff`` over tolerance, else write the manifest (``fields`` plus the ONNX files' hashes)
+    and the training log into ``staging`` and swap it in as ``out_dir``. Shared by every model family's export."""
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportError(f"onnxruntime differs from torch by {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
+    manifest = Manifest(
+        **fields,
+        files={
+            "encoder": OnnxFile(path=ENCODER_FILE, sha256=sha256_of(staging / ENCODER_FILE)),
+            "decoder": OnnxFile(path=DECODER_FILE, sha256=sha256_of(staging / DECODER_FILE)),
+        },
+        code_version=code_version(),
+        metrics={"export_parity_max_abs_diff": diff},
+    )
+    write_manifest(staging, manifest)
+    if log is not None:  # the model card draws its training curves from it
+        shutil.copyfile(log, staging / TRAINING_LOG)
+    _swap_in(staging, out_dir)
+    return manifest
+
+
 def export_model(
     model: VAE,
     cfg: TrainConfig,
@@ -182,14 +204,15 @@ def export_model(
             z_example = torch.zeros(2, model.flat_dim)
             _onnx_export(_Decoder(model), z_example, staging / DECODER_FILE, ["z"], ["image"])
         diff = check_parity(model, staging, images[:64])
-        if not diff <= PARITY_TOLERANCE:
-            raise ExportError(f"onnxruntime differs from torch by {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
-
-        manifest = Manifest(
+        manifest = seal_artifact(
+            staging,
+            out_dir,
+            diff,
+            log,
             name=name or out_dir.name,
-            objective=cfg.objective,  # type: ignore[arg-type]
-            architecture=cfg.architecture,  # type: ignore[arg-type]
-            likelihood=cfg.likelihood,  # type: ignore[arg-type]
+            objective=cfg.objective,
+            architecture=cfg.architecture,
+            likelihood=cfg.likelihood,
             hyperparameters=hyperparameters(cfg),
             dataset=dataset.info(),
             latent_dim=model.flat_dim,
@@ -197,17 +220,7 @@ def export_model(
             image_shape=dataset.image_shape,
             latent_stats=latent_stats(model, images),
             training=training,
-            files={
-                "encoder": OnnxFile(path=ENCODER_FILE, sha256=sha256_of(staging / ENCODER_FILE)),
-                "decoder": OnnxFile(path=DECODER_FILE, sha256=sha256_of(staging / DECODER_FILE)),
-            },
-            code_version=code_version(),
-            metrics={"export_parity_max_abs_diff": diff},
         )
-        write_manifest(staging, manifest)
-        if log is not None:  # the model card draws its training curves from it
-            shutil.copyfile(log, staging / TRAINING_LOG)
-        _swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest

@@ -28,22 +28,15 @@ from service.artifact import (
     LatentLayout,
     LatentStat,
     Manifest,
-    OnnxFile,
     TrainingInfo,
-    sha256_of,
-    write_manifest,
 )
 from training.data import get_dataset
 from training.data.base import ImageDataset
 from training.export import (
-    PARITY_TOLERANCE,
     STATS_SAMPLES,
-    TRAINING_LOG,
-    ExportError,
     _onnx_export,
-    _swap_in,
-    code_version,
     sample_images,
+    seal_artifact,
 )
 from training.gan import InfoGAN, fold_spectral_norm
 from training.infogan import InfoGANConfig, build_infogan
@@ -147,9 +140,11 @@ def export_infogan(
             )
             _onnx_export(_GDecoder(model), torch.from_numpy(z[:2]), staging / DECODER_FILE, ["z"], ["image"])
         diff = check_parity(model, staging, images[:64], z)
-        if not diff <= PARITY_TOLERANCE:
-            raise ExportError(f"onnxruntime differs from torch by {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
-        manifest = Manifest(
+        manifest = seal_artifact(
+            staging,
+            out_dir,
+            diff,
+            log,
             name=name or out_dir.name,
             objective="infogan",
             architecture="conv",
@@ -161,17 +156,7 @@ def export_infogan(
             image_shape=dataset.image_shape,
             latent_stats=latent_stats(model, images),
             training=training,
-            files={
-                "encoder": OnnxFile(path=ENCODER_FILE, sha256=sha256_of(staging / ENCODER_FILE)),
-                "decoder": OnnxFile(path=DECODER_FILE, sha256=sha256_of(staging / DECODER_FILE)),
-            },
-            code_version=code_version(),
-            metrics={"export_parity_max_abs_diff": diff},
         )
-        write_manifest(staging, manifest)
-        if log is not None:
-            shutil.copyfile(log, staging / TRAINING_LOG)
-        _swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
