@@ -7,13 +7,11 @@ panel. Screenshots go to test-artifacts/page.png, and to docs/page.png when that
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +19,36 @@ import httpx
 import numpy as np
 import onnxruntime
 import pytest
-from PIL import Image
-from playwright.sync_api import (
-    Browser,
-    ConsoleMessage,
-    FilePayload,
-    Page,
-    Response,
-    ViewportSize,
-    expect,
-    sync_playwright,
+from page_harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PNG_DATA_URL,
+    WAIT_S,
+    chromium,
+    console_error,
+    pixels_of,
+    sent_json,
+    wait_until,
 )
+from PIL import Image
+from playwright.sync_api import Browser, FilePayload, Page, Response, ViewportSize, expect, sync_playwright
 from service_harness import REPO, copy_artifact, serve
 
 from training.calibrate import calibrate
 from training.data.dsprites import DSprites
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KEY = "page-test-key"
 DESKTOP = ViewportSize(width=1280, height=900)
 PHONE = ViewportSize(width=380, height=800)
 CALIBRATION_SAMPLES = 2000  # covers each of dSprites' 40 orientations and 32 positions many times over
-WAIT_S = 15.0  # for a busy CI machine; every wait ends as soon as the page gets there
-PNG_DATA_URL = re.compile(r"^data:image/png;base64,")
 
 # dSprites factor classes: heart, largest scale, orientation 0, left of centre, low
 HEART = [2, 5, 0, 8, 24]
 
 
-def _chromium() -> Path | None:
-    """The browser, installed with apt-get on first use where the machine allows it."""
-    if not CHROMIUM.exists():
-        subprocess.run(["bash", str(REPO / "scripts" / "install-browser.sh")], check=False)
-    return CHROMIUM if CHROMIUM.exists() else None
-
-
 @pytest.fixture(scope="module")
 def chromium_path() -> Path:
-    path = _chromium()
+    path = chromium()
     if path is None:
         pytest.skip(f"{CHROMIUM} is missing and scripts/install-browser.sh could not install it (needs root, apt)")
     return path
@@ -119,16 +102,10 @@ def page(browser: Browser) -> Iterator[Page]:
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: _console_error(message, errors))
+    tab.on("console", lambda message: console_error(message, errors))
     yield tab
     context.close()
     assert errors == []
-
-
-def _console_error(message: ConsoleMessage, errors: list[str]) -> None:
-    # The browser logs every failed request as a console error; the page shows those itself.
-    if message.type == "error" and "Failed to load resource" not in message.text:
-        errors.append(message.text)
 
 
 def connect(page: Page, url: str) -> None:
@@ -143,10 +120,6 @@ def upload(page: Page, name: str, mime_type: str, data: bytes) -> None:
     page.get_by_label("Encode an image").set_input_files(FilePayload(name=name, mimeType=mime_type, buffer=data))
 
 
-def pixels_of(data_url: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))), dtype=np.int16)
-
-
 def sliders_latent(page: Page) -> list[float]:
     """The latent the sliders show, in dimension order."""
     values = page.eval_on_selector_all(
@@ -155,24 +128,10 @@ def sliders_latent(page: Page) -> list[float]:
     return [value for _, value in sorted(values)]
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the page never showed {what}")
-        time.sleep(0.05)
-
-
 def decoded_pixels(http: httpx.Client, model: str, latent: list[float]) -> np.ndarray:
     answer = http.post("/decode", json={"model": model, "latents": [latent]})
     assert answer.status_code == 200, answer.text
     return pixels_of("data:image/png;base64," + answer.json()["images"][0])
-
-
-def sent_json(response: Response) -> dict[str, Any]:
-    body = response.request.post_data_json
-    assert isinstance(body, dict), response.request.post_data
-    return body
 
 
 def save_screenshot(page: Page) -> None:

@@ -1,10 +1,13 @@
-// The latent explorer: pick a model, move through its latent space, encode an image, traverse one
-// dimension, and synthesise from named factors; every picture comes from the service's JSON endpoints.
+// The latent explorer: pick a model, move through its latent space (sliders for continuous codes and noise,
+// a picker per categorical part), encode an image, traverse one dimension, and synthesise from named
+// factors; every picture comes from the service's JSON endpoints.
 
 import { Latest, request, setApiKey } from "./api.js";
 import { renderBroken, renderCard } from "./card.js";
+import { ClassPickers } from "./classes.js";
 import { FactorControls } from "./factors.js";
-import { formatValue, Sliders } from "./sliders.js";
+import { LatentLayout, mostProbable, oneHot } from "./latent.js";
+import { continuousRows, formatValue, noiseRows, Sliders } from "./sliders.js";
 
 // The key lives for this tab only: a reload keeps it, closing the tab forgets it.
 const KEY_STORAGE = "disentangle.apiKey";
@@ -27,6 +30,8 @@ const ui = {
   upload: $("upload"),
   uploaded: $("uploaded"),
   uploadedFigure: $("uploaded-figure"),
+  slidersLegend: $("sliders-legend"),
+  noise: $("noise-details"),
   reset: $("reset"),
   sample: $("sample"),
   traverseDim: $("traverse-dim"),
@@ -69,15 +74,32 @@ const channels = {
   encode: new Latest(0, (error) => showError("encode", error)),
   traverse: new Latest(TRAVERSE_DELAY_MS, (error) => showError("traverse", error)),
   synthesize: new Latest(SLIDER_DELAY_MS, (error) => showError("synthesize", error)),
+  // The class thumbnails decode a row per part, like a traversal, so they too wait for the user to stop.
+  thumbnails: new Latest(TRAVERSE_DELAY_MS, (error) => showError("thumbnails", error)),
 };
 
 let model = null; // the selected model's /models/{name} answer
+let layout = null; // its LatentLayout
 let synthesizedLatent = null;
+
+// Something the decoded picture depends on changed: redraw it, and the pictures made from it.
+function latentChanged() {
+  channels.decode.schedule(decode);
+  channels.traverse.schedule(traverse);
+  if (layout.hasParts) channels.thumbnails.schedule(drawThumbnails);
+}
 
 const sliders = new Sliders($("sliders"), (dim) => {
   ui.traverseDim.value = String(dim);
-  channels.decode.schedule(decode);
+  latentChanged();
+});
+const noise = new Sliders($("noise"), () => latentChanged(), "noise");
+// A part's own thumbnails hold every class of it, so picking one leaves them as they are; the other parts'
+// thumbnails are drawn with the new class.
+const pickers = new ClassPickers($("classes"), () => {
+  channels.decode.now(decode);
   channels.traverse.schedule(traverse);
+  if (layout.parts.length > 1) channels.thumbnails.schedule(drawThumbnails);
 });
 // Until the new picture arrives, the button would hand the sliders the latent of the old one.
 const factorControls = new FactorControls($("factors"), () => {
@@ -89,8 +111,16 @@ function pngSource(base64) {
   return `data:image/png;base64,${base64}`;
 }
 
+function latentParts() {
+  return { continuous: sliders.values, parts: pickers.values, noise: noise.values };
+}
+
+function flatLatent() {
+  return layout.join(latentParts());
+}
+
 async function decode(signal) {
-  const json = { model: model.name, latents: [sliders.latent] };
+  const json = layout.decodeBody(model.name, latentParts());
   const body = await request("decode", { json, signal });
   if (signal.aborted) return;
   ui.decoded.src = pngSource(body.images[0]);
@@ -119,10 +149,15 @@ async function copy(textarea, what) {
   }
 }
 
-function showLatent(latent) {
-  sliders.set(latent);
+// `shown`: per part, probabilities to show beside the classes (an encoding's), if any.
+function showLatent(latent, shown = new Map()) {
+  const { continuous, parts, noise: noiseValues } = layout.split(latent);
+  sliders.set(continuous);
+  pickers.set(parts, shown);
+  noise.set(noiseValues);
   channels.decode.now(decode);
   channels.traverse.schedule(traverse);
+  if (layout.hasParts) channels.thumbnails.now(drawThumbnails);
 }
 
 // The frame buttons are made once and updated in place, so a button keeps keyboard focus after a click.
@@ -134,6 +169,7 @@ function buildFrames() {
     button.addEventListener("click", () => {
       sliders.setOne(Number(button.dataset.dim), Number(button.dataset.value));
       channels.decode.now(decode);
+      if (layout.hasParts) channels.thumbnails.schedule(drawThumbnails);
     });
     return button;
   });
@@ -141,10 +177,11 @@ function buildFrames() {
 }
 
 async function traverse(signal) {
+  if (!ui.traverseDim.options.length) return; // a model with no continuous codes has nothing to sweep
   const dim = Number(ui.traverseDim.value);
   const json = {
     model: model.name,
-    latent: sliders.latent,
+    latent: flatLatent(),
     dims: [dim],
     range: sliders.range(dim),
     steps: TRAVERSE_STEPS,
@@ -162,6 +199,20 @@ async function traverse(signal) {
     img.alt = `z${dim} = ${formatValue(value)}`;
   });
   clearError("traverse");
+}
+
+// Each class's thumbnail is the picture the current latent makes with that class: what a click on it shows.
+// (The mean code's pictures would never change, and would not be what the button gives once the sliders move.)
+async function drawThumbnails(signal) {
+  const latent = flatLatent();
+  const rows = await Promise.all(
+    layout.parts.map(({ name }) =>
+      request("traverse", { json: { model: model.name, latent, part: name, format: "frames" }, signal }),
+    ),
+  );
+  if (signal.aborted) return;
+  rows.forEach((body) => pickers.showThumbnails(body.part, body.frames[0].map(pngSource)));
+  clearError("thumbnails");
 }
 
 async function synthesize(signal) {
@@ -186,8 +237,13 @@ function encode(file) {
     if (ui.uploaded.src) URL.revokeObjectURL(ui.uploaded.src);
     ui.uploaded.src = URL.createObjectURL(file);
     ui.uploadedFigure.hidden = false;
-    showLatent(body.mu[0]);
-    say(`Encoded ${file.name}: the sliders show its latent mean.`);
+    // A part takes its most probable class; the probabilities stay on show beside the classes.
+    const shown = new Map(Object.entries(body.probabilities ?? {}).map(([name, rows]) => [name, rows[0]]));
+    const parts = new Map([...shown].map(([name, p]) => [name, oneHot(p.length, mostProbable(p))]));
+    // No encoder reads a GAN's noise back: it goes to its prior's mean.
+    showLatent(layout.join({ continuous: body.mu[0], parts, noise: new Array(layout.noise).fill(0) }), shown);
+    const classes = layout.hasParts ? " and the pickers its most probable classes" : "";
+    say(`Encoded ${file.name}: the sliders show its latent mean${classes}.`);
     clearError("encode");
   };
 }
@@ -197,10 +253,34 @@ function standardNormal() {
   return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
 }
 
+// A draw from the prior the model generates from: a VAE's N(0, 1), an InfoGAN's codes U(-1, 1) and noise
+// N(0, 1), a uniform class per categorical part. A plain autoencoder has none, so its codes' spread stands in.
 function sample() {
-  // A VAE generates from its prior N(0, 1); a plain autoencoder has none, so its codes' spread stands in.
-  const fromPrior = model.objective !== "ae";
-  return model.latent_stats.map((s) => (fromPrior ? standardNormal() : s.mean + s.std * standardNormal()));
+  const draw = {
+    ae: (s) => s.mean + s.std * standardNormal(),
+    infogan: () => 2 * Math.random() - 1,
+  }[model.objective] ?? standardNormal;
+  const parts = new Map(layout.parts.map((p) => [p.name, oneHot(p.classes, Math.floor(Math.random() * p.classes))]));
+  const noiseValues = Array.from({ length: layout.noise }, standardNormal);
+  return layout.join({ continuous: model.latent_stats.map(draw), parts, noise: noiseValues });
+}
+
+// The average over the data of the continuous codes, the prior's mean noise. A part keeps its class: the
+// average of a categorical code is a blend of every class, a picture nobody asked for.
+function average() {
+  return layout.join({
+    continuous: model.latent_stats.map((s) => s.mean),
+    parts: pickers.values,
+    noise: new Array(layout.noise).fill(0),
+  });
+}
+
+// The explorer's title: "10 latent dimensions" as ever, or the parts a layout with more than one kind holds.
+function describe(parts) {
+  if (!parts.hasParts && !parts.noise) return `${parts.size} latent dimensions`;
+  const named = parts.parts.map((p) => `${p.name} (${p.classes} classes)`);
+  const noiseText = parts.noise ? [`${parts.noise} noise dimensions`] : [];
+  return [`${parts.continuous} continuous codes`, ...named, ...noiseText].join(", ");
 }
 
 function fillTraverseDims() {
@@ -211,10 +291,18 @@ function fillTraverseDims() {
 async function selectModel(name, signal) {
   const info = await request(`models/${encodeURIComponent(name)}`, { signal });
   if (signal.aborted) return;
-  for (const channel of [channels.decode, channels.encode, channels.traverse, channels.synthesize]) channel.cancel();
+  const working = [channels.decode, channels.encode, channels.traverse, channels.synthesize, channels.thumbnails];
+  for (const channel of working) channel.cancel();
   model = info;
-  ui.title.textContent = `${model.name}: ${model.latent_dim} latent dimensions`;
-  sliders.build(model);
+  layout = new LatentLayout(model.layout);
+  ui.title.textContent = `${model.name}: ${describe(layout)}`;
+  ui.slidersLegend.textContent = layout.hasParts
+    ? "Continuous codes, most informative first"
+    : "Latent dimensions, most informative first";
+  sliders.build(continuousRows(model));
+  pickers.build(layout.parts, model.calibration);
+  noise.build(noiseRows(layout.noise));
+  ui.noise.hidden = layout.noise === 0;
   fillTraverseDims();
   renderCard(ui.card, model);
   ui.uploadedFigure.hidden = true;
@@ -229,6 +317,7 @@ async function selectModel(name, signal) {
   ui.main.hidden = false;
   channels.decode.now(decode);
   channels.traverse.now(traverse);
+  if (layout.hasParts) channels.thumbnails.now(drawThumbnails);
   clearError("models");
   say(`Showing ${model.name}, trained on ${model.dataset.name}.`);
 }
@@ -276,7 +365,7 @@ dropZone.addEventListener("drop", (event) => {
   const file = event.dataTransfer?.files[0];
   if (file) channels.encode.now(encode(file));
 });
-ui.reset.addEventListener("click", () => showLatent(model.latent_stats.map((s) => s.mean)));
+ui.reset.addEventListener("click", () => showLatent(average()));
 ui.sample.addEventListener("click", () => showLatent(sample()));
 ui.traverseDim.addEventListener("change", () => channels.traverse.now(traverse));
 ui.useSynthesized.addEventListener("click", () => showLatent(synthesizedLatent));

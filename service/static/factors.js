@@ -1,11 +1,21 @@
-// Controls for a model's named factors (its calibration): a list for categorical factors, a slider over
-// the calibrated span for numeric ones, and a checkbox per factor to leave it out (it then keeps its
-// average over the data).
+// Controls for a model's named factors (its calibration): a list for factors whose values are names or
+// classes, a slider over the calibrated span for quantities, and a checkbox per factor to leave it out (it
+// then keeps its average over the data).
 
 import { formatValue } from "./sliders.js";
 
-function isCategorical(factor) {
-  return factor.values.some((v) => typeof v === "string");
+// A list, not a slider, where a value between two calibrated ones means nothing: names ("heart"), a factor the
+// calibration put on a categorical latent part, and labels numbered 0..K-1 (the digit: halfway between 3 and
+// 4 is no digit, and a slider would send 6.93 for a 7).
+function isDiscrete(factor) {
+  if (factor.part || factor.values.some((v) => typeof v === "string")) return true;
+  return factor.values.every((v, i) => v === i);
+}
+
+// What the factor panel says beside a factor on a categorical part: the class its value is drawn with.
+function classNote(factor, value) {
+  const k = factor.classes[factor.values.findIndex((v) => String(v) === value)];
+  return `${factor.part} class ${k}`;
 }
 
 export class FactorControls {
@@ -33,14 +43,15 @@ export class FactorControls {
     label.htmlFor = id;
     label.textContent = factor.name;
 
-    const categorical = isCategorical(factor);
-    const control = categorical ? this.select(factor) : this.slider(factor);
+    const discrete = isDiscrete(factor);
+    const control = discrete ? this.select(factor) : this.slider(factor);
     control.id = id;
     const output = document.createElement("output");
     output.htmlFor = id;
     output.setAttribute("aria-hidden", "true"); // as for the latent sliders: the control speaks for itself
     const show = () => {
-      if (categorical) return;
+      if (factor.part) output.textContent = classNote(factor, control.value);
+      if (discrete) return;
       output.textContent = formatValue(Number(control.value));
       control.setAttribute("aria-valuetext", output.textContent);
     };
@@ -64,7 +75,9 @@ export class FactorControls {
     }
     row.append(use, label, control, output);
     this.container.append(row);
-    return () => (use.checked ? [factor.name, categorical ? control.value : Number(control.value)] : undefined);
+    // /synthesize takes a named value as its name and a numbered one as a number: the digit 7, not "7".
+    const named = factor.values.some((v) => typeof v === "string");
+    return () => (use.checked ? [factor.name, named ? control.value : Number(control.value)] : undefined);
   }
 
   select(factor) {

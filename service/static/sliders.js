@@ -1,4 +1,5 @@
-// The latent vector as one range input per dimension, the most informative (highest KL) first.
+// Latent values as range inputs: the continuous codes, the most informative (highest KL) first, and a GAN's
+// noise. Each set of sliders holds its values by index (a continuous code's dim, or the noise entry).
 
 // N(0, 1), the prior, has 99.7% of its mass within 3 standard deviations; so does a dimension's spread of
 // encodings. A slider covers both, so a VAE's prior and an autoencoder's codes are both in reach.
@@ -22,41 +23,70 @@ function factorsByDim(calibration) {
   return carried;
 }
 
+// One row per continuous dim, most informative first, starting at the dim's mean over the data.
+export function continuousRows(model) {
+  const carried = factorsByDim(model.calibration);
+  const ranked = [...model.latent_stats].sort((a, b) => b.kl - a.kl);
+  return ranked.map((stat) => {
+    const factors = carried.get(stat.index);
+    return {
+      index: stat.index,
+      label: factors ? `z${stat.index}: ${factors.join(", ")}` : `z${stat.index}`,
+      // A GAN's codes have no KL to the prior (its stats say 0): nothing to show for them.
+      meta: !stat.active ? " inactive" : stat.kl > 0 ? ` KL ${stat.kl.toPrecision(2)}` : "",
+      active: stat.active,
+      range: sliderRange(stat),
+      value: stat.mean,
+    };
+  });
+}
+
+// A GAN's noise is drawn from N(0, 1) and no encoder reads it back: its rows start at the prior's mean.
+export function noiseRows(count) {
+  return Array.from({ length: count }, (_, k) => ({
+    index: k,
+    label: `n${k}`,
+    meta: "",
+    active: true,
+    range: [-SPAN, SPAN],
+    value: 0,
+  }));
+}
+
 export class Sliders {
-  // `onInput(dim)` runs whenever the user moves a slider.
-  constructor(container, onInput) {
+  // `onInput(index)` runs whenever the user moves a slider; `idPrefix` names the inputs ("z" gives z-3).
+  constructor(container, onInput, idPrefix = "z") {
     this.container = container;
     this.onInput = onInput;
+    this.idPrefix = idPrefix;
     this.inputs = [];
     this.outputs = [];
-    this.values = [];
+    this.numbers = [];
   }
 
-  build(model) {
+  // `rows` in the order shown; their indices are 0..rows.length - 1.
+  build(rows) {
     this.container.replaceChildren();
-    this.inputs = new Array(model.latent_dim);
-    this.outputs = new Array(model.latent_dim);
-    this.values = model.latent_stats.map((stat) => stat.mean);
-    this.carried = factorsByDim(model.calibration);
-    const ranked = [...model.latent_stats].sort((a, b) => b.kl - a.kl);
-    for (const stat of ranked) this.container.append(this.row(stat));
+    this.inputs = new Array(rows.length);
+    this.outputs = new Array(rows.length);
+    this.numbers = new Array(rows.length);
+    for (const row of rows) this.container.append(this.row(row));
   }
 
-  row(stat) {
-    const dim = stat.index;
-    const id = `z-${dim}`;
-    const [low, high] = sliderRange(stat);
+  row({ index, label: text, meta, active, range: [low, high], value }) {
+    const id = `${this.idPrefix}-${index}`;
     const row = document.createElement("div");
-    row.className = stat.active ? "slider" : "slider inactive";
+    row.className = active ? "slider" : "slider inactive";
 
     const label = document.createElement("label");
     label.htmlFor = id;
-    const factors = this.carried.get(dim);
-    label.textContent = factors ? `z${dim}: ${factors.join(", ")}` : `z${dim}`;
-    const kl = document.createElement("span");
-    kl.className = "meta";
-    kl.textContent = stat.active ? ` KL ${stat.kl.toPrecision(2)}` : " inactive";
-    label.append(kl);
+    label.textContent = text;
+    if (meta) {
+      const note = document.createElement("span");
+      note.className = "meta";
+      note.textContent = meta;
+      label.append(note);
+    }
 
     // step "any": an encoded image's latent must be shown exactly, not snapped to a grid; the arrow keys
     // then move by 1% of the range.
@@ -67,55 +97,56 @@ export class Sliders {
       max: String(high),
       step: "any",
     });
-    input.dataset.dim = String(dim);
-    input.value = String(this.values[dim]);
+    input.dataset.dim = String(index);
+    input.value = String(value);
     const output = document.createElement("output");
     output.htmlFor = id;
     // The slider itself announces its value (as aria-valuetext); an <output> is a live region, and ten of
     // them changing at once after an upload would talk over each other.
     output.setAttribute("aria-hidden", "true");
-    this.inputs[dim] = input;
-    this.outputs[dim] = output;
-    this.show(dim, this.values[dim]);
+    this.inputs[index] = input;
+    this.outputs[index] = output;
+    this.numbers[index] = value;
+    this.show(index, value);
     input.addEventListener("input", () => {
-      this.values[dim] = Number(input.value);
-      this.show(dim, this.values[dim]);
-      this.onInput(dim);
+      this.numbers[index] = Number(input.value);
+      this.show(index, this.numbers[index]);
+      this.onInput(index);
     });
 
     row.append(label, input, output);
     return row;
   }
 
-  get latent() {
-    return [...this.values];
+  get values() {
+    return [...this.numbers];
   }
 
-  set(latent) {
-    latent.forEach((value, dim) => this.setOne(dim, value));
+  set(values) {
+    values.forEach((value, index) => this.setOne(index, value));
   }
 
   // A value outside a slider's range widens the range rather than being clamped: the slider must show
   // the latent that is decoded.
-  setOne(dim, value) {
-    const input = this.inputs[dim];
+  setOne(index, value) {
+    const input = this.inputs[index];
     // The service answers in float32: a value a rounding error past an end is at that end, not beyond it.
     const slack = 1e-6 * Math.max(1, Math.abs(value));
     if (value < Number(input.min) - slack) input.min = String(Math.floor(value));
     if (value > Number(input.max) + slack) input.max = String(Math.ceil(value));
     input.value = String(value);
-    this.values[dim] = value;
-    this.show(dim, value);
+    this.numbers[index] = value;
+    this.show(index, value);
   }
 
-  show(dim, value) {
+  show(index, value) {
     const text = formatValue(value);
-    this.inputs[dim].setAttribute("aria-valuetext", text);
-    this.outputs[dim].textContent = text;
+    this.inputs[index].setAttribute("aria-valuetext", text);
+    this.outputs[index].textContent = text;
   }
 
-  range(dim) {
-    const input = this.inputs[dim];
+  range(index) {
+    const input = this.inputs[index];
     return [Number(input.min), Number(input.max)];
   }
 }

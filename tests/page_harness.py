@@ -1,0 +1,62 @@
+"""Helpers for the browser tests of the page: Debian's chromium driven by Playwright, and reading what it shows.
+
+Not a test module: test_page.py and test_page_classes.py import it, each starting the server it needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from playwright.sync_api import ConsoleMessage, Response
+from service_harness import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_S = 15.0  # for a busy CI machine; every wait ends as soon as the page gets there
+PNG_DATA_URL = re.compile(r"^data:image/png;base64,")
+
+
+def chromium() -> Path | None:
+    """The browser, installed with apt-get on first use where the machine allows it."""
+    if not CHROMIUM.exists():
+        subprocess.run(["bash", str(REPO / "scripts" / "install-browser.sh")], check=False)
+    return CHROMIUM if CHROMIUM.exists() else None
+
+
+def console_error(message: ConsoleMessage, errors: list[str]) -> None:
+    # The browser logs every failed request as a console error; the page shows those itself.
+    if message.type == "error" and "Failed to load resource" not in message.text:
+        errors.append(message.text)
+
+
+def pixels_of(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))), dtype=np.int16)
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page never showed {what}")
+        time.sleep(0.05)
+
+
+def sent_json(response: Response) -> dict[str, Any]:
+    body = response.request.post_data_json
+    assert isinstance(body, dict), response.request.post_data
+    return body
