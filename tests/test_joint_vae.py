@@ -25,6 +25,7 @@ from training.objectives import (
     compute_loss,
     discrete_capacity,
     label_cross_entropy,
+    tc_decomposition,
 )
 from training.train import CHECKPOINT, LOG, LabelledSubset, TrainConfig, load_checkpoint, train
 
@@ -85,6 +86,30 @@ def test_joint_vae_loss_is_reconstruction_plus_both_capacity_terms() -> None:
     torch.testing.assert_close(terms["kl_disc"], kl_disc)
     with pytest.raises(ValueError, match="categorical logits"):
         compute_loss(cfg, x, mu, logvar, z, logits, step=5)
+
+
+def test_joint_vae_with_the_tc_penalty_regularises_the_continuous_part_as_beta_tcvae_does() -> None:
+    torch.manual_seed(0)
+    cfg = ObjectiveConfig(
+        name="joint_vae", continuous_penalty="tc", beta=6.0, disc_capacity_max=1.0, disc_capacity_steps=10,
+        capacity_gamma=30.0, categories=(3,), dataset_size=1000,
+    )  # fmt: skip
+    x = torch.rand(8, 1, 64, 64).round()  # (B, C, H, W)
+    mu, logvar = torch.randn(8, 2), torch.randn(8, 2) * 0.1  # (B, c)
+    category_logits = torch.randn(8, 3)  # (B, K)
+    z = torch.cat([mu + 0.1 * torch.randn(8, 2), torch.softmax(category_logits, 1)], 1)  # (B, c + K)
+    logits = torch.randn(8, 1, 64, 64)
+    loss, terms = compute_loss(cfg, x, mu, logvar, z, logits, step=5, category_logits=category_logits)
+    # Only the Gaussian sample enters q(z): the categorical codes are not part of the continuous decomposition.
+    parts = tc_decomposition(z[:, :2], mu, logvar, 1000, "mss")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 8
+    q = torch.softmax(category_logits, 1)
+    kl_disc = (q * torch.log(q * 3)).sum(1).mean()
+    expected = bce + 30.0 * (kl_disc - 0.5).abs() + parts["mi"] + 6.0 * parts["tc"] + parts["dwkl"]
+    torch.testing.assert_close(loss, expected)
+    assert {"mi", "tc", "dwkl", "kl_disc", "disc_capacity"} <= set(terms) and "capacity" not in terms
+    with pytest.raises(ValueError, match="continuous_penalty must be 'capacity' or 'tc', got 'kl'"):
+        ObjectiveConfig(name="joint_vae", continuous_penalty="kl", categories=(3,))  # type: ignore[arg-type]
 
 
 def test_gumbel_softmax_samples_lie_on_the_simplex_and_follow_the_class_probabilities() -> None:

@@ -69,6 +69,7 @@ class TrainConfig:
     tc_memory: int = 0
     disc_capacity_max: float = 0.0  # joint_vae: C_disc's maximum (capped at sum log K), capacity_max is C_cont's
     disc_capacity_steps: int = 100_000
+    continuous_penalty: str = "capacity"  # joint_vae: "capacity" (Dupont 2018) or "tc" (beta_tcvae's terms)
     # few-label supervision (Locatello et al. 2020): a cross-entropy tying the categorical part named
     # label_factor (or the first part) to that ground-truth factor, on a fixed subset of label_fraction images
     label_fraction: float = 0.0
@@ -129,6 +130,7 @@ class TrainConfig:
             tc_memory=self.tc_memory,
             disc_capacity_max=self.disc_capacity_max,
             disc_capacity_steps=self.disc_capacity_steps,
+            continuous_penalty=self.continuous_penalty,  # type: ignore[arg-type]
             categories=tuple(k for _, k in self.categorical_parts()),
         )
 
