@@ -166,6 +166,32 @@ def test_the_labelled_subset_is_fixed_small_and_checked_against_the_part(tmp_pat
         LabelledSubset.build(joint(tmp_path, label_fraction=0.01, label_factor="colour"), dataset)
 
 
+def test_labelled_draws_are_shifted_copies_of_the_labelled_images_and_repeat_on_resume(tmp_path: Path) -> None:
+    from training.data import get_dataset
+
+    dataset = get_dataset("digits")
+    cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_batch=8, label_shift=3)
+    subset = LabelledSubset.build(cfg, dataset)
+    images, labels = subset.batch(seed=0, rank=0, step=5)
+    again, _ = subset.batch(seed=0, rank=0, step=5)
+    assert images.shape == (8, 1, 64, 64) and labels.shape == (8,)
+    torch.testing.assert_close(images, again)
+    originals = subset.images.float() / 255  # (L, C, H, W)
+    for image, label in zip(images, labels, strict=True):
+        # Each drawn image is some labelled image of the same class, moved by at most 3 px in x and y.
+        padded = torch.nn.functional.pad(originals, (3, 3, 3, 3))
+        found = any(
+            torch.equal(padded[i, :, 3 + dy : 67 + dy, 3 + dx : 67 + dx], image) and subset.labels[i] == label
+            for i in range(len(originals)) for dy in range(-3, 4) for dx in range(-3, 4)
+            if int(subset.labels[i]) == int(label)
+        )  # fmt: skip
+        assert found
+    with pytest.raises(ValueError, match="label_shift must be >= 0 pixels, got -1"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_shift=-1)
+    with pytest.raises(ValueError, match="label_batch must be >= 1, got 0"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_batch=0)
+
+
 def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path: Path) -> None:
     run = train(joint(tmp_path))
     records = [json.loads(line) for line in (run / LOG).open()]

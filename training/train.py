@@ -39,7 +39,6 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_LABEL_FRACTION = 0.01  # Locatello et al. 2020 use 0.01% to 1% of labels; we allow at most 1%
-LABEL_BATCH = 16  # labelled images encoded at every step when few-label supervision is on
 
 
 @dataclass
@@ -75,6 +74,11 @@ class TrainConfig:
     label_fraction: float = 0.0
     label_factor: str = ""
     label_weight: float = 1.0
+    # A label-preserving augmentation of the labelled images: each is moved by up to this many pixels in x and
+    # y at every draw. Without it a 907-image digits subset was learnt by heart (its cross-entropy 0.1 nats)
+    # while the code read fresh renders right 56-77% of the time.
+    label_shift: int = 0
+    label_batch: int = 16  # labelled images encoded at every step
     # optimisation
     batch_size: int = 64
     lr: float = 5e-4
@@ -158,6 +162,10 @@ class TrainConfig:
             raise ValueError(f"label_fraction must be in [0, {MAX_LABEL_FRACTION}], got {self.label_fraction}")
         if self.label_fraction > 0 and (self.objective != "joint_vae" or not self.label_factor):
             raise ValueError("label_fraction > 0 needs objective 'joint_vae' and a label_factor naming a factor")
+        if self.label_batch < 1:
+            raise ValueError(f"label_batch must be >= 1, got {self.label_batch}")
+        if self.label_shift < 0:
+            raise ValueError(f"label_shift must be >= 0 pixels, got {self.label_shift}")
         if self.label_weight < 0:
             raise ValueError(f"label_weight must be >= 0, got {self.label_weight}")
 
@@ -390,6 +398,8 @@ class LabelledSubset:
     images: torch.Tensor  # (L, C, H, W) uint8
     labels: torch.Tensor  # (L,) int64
     part: slice  # the supervised part's columns of the categorical logits
+    batch_size: int = 16  # images drawn at every step (cfg.label_batch)
+    shift: int = 0  # each draw moves every image by up to this many pixels (cfg.label_shift)
 
     @classmethod
     def build(cls, cfg: TrainConfig, dataset: ImageDataset) -> LabelledSubset:
@@ -413,12 +423,20 @@ class LabelledSubset:
         images = torch.from_numpy((dataset.images(indices) * 255).round().astype(np.uint8))
         labels = torch.from_numpy(dataset.index_to_factors(indices)[:, names.index(cfg.label_factor)].astype(np.int64))
         start = sum(k for _, k in parts[:which])
-        return cls(images, labels, slice(start, start + classes))
+        return cls(images, labels, slice(start, start + classes), cfg.label_batch, cfg.label_shift)
 
     def batch(self, seed: int, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = np.random.default_rng([seed, rank, step, 1]).integers(0, len(self.labels), size=LABEL_BATCH)
-        picked = torch.from_numpy(rows)
-        return self.images[picked].float().div_(255), self.labels[picked]  # (L, C, H, W), (L,)
+        rng = np.random.default_rng([seed, rank, step, 1])
+        picked = torch.from_numpy(rng.integers(0, len(self.labels), size=self.batch_size))
+        images = self.images[picked].float().div_(255)  # (L, C, H, W)
+        if self.shift:
+            # Pad with background and crop back at a random offset: a move of up to `shift` px, nothing wrapped.
+            s = self.shift
+            padded = torch.nn.functional.pad(images, (s, s, s, s))  # (L, C, H + 2s, W + 2s)
+            h, w = images.shape[-2:]
+            offsets = rng.integers(0, 2 * s + 1, size=(self.batch_size, 2))
+            images = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets)])
+        return images, self.labels[picked]  # (L, C, H, W), (L,)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
