@@ -44,8 +44,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.artifact import DECODER_FILE, ENCODER_FILE, read_manifest  # noqa: E402
-from service.calibration import latent_for  # noqa: E402
+from service.contract.calibration import latent_for  # noqa: E402
+from service.contract.manifest import DECODER_FILE, ENCODER_FILE, read_manifest  # noqa: E402
 from service.cpus import available_cpus  # noqa: E402
 from service.imaging import ImageReader, png, pngs, tile, to_pixels  # noqa: E402
 from service.runtime import open_session  # noqa: E402

@@ -23,8 +23,8 @@ from fastapi import FastAPI, File, Request, Response, UploadFile
 from PIL import Image
 from pydantic import BaseModel
 
-from service.artifact import DECODER_FILE, ENCODER_FILE, read_manifest
-from service.calibration import latent_for
+from service.contract.calibration import latent_for
+from service.contract.manifest import DECODER_FILE, ENCODER_FILE, read_manifest
 from service.imaging import b64, png, pngs, tile, to_pixels
 from service.payloads import json_bytes
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.artifact import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
+from service.contract.manifest import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
 
 ModelName = str | None
 MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from service.artifact import FactorSpec, FactorValue
-from service.calibration import FactorRequestError, latent_for
+from service.contract.calibration import FactorRequestError, latent_for
+from service.contract.manifest import FactorSpec, FactorValue
 from training.calibrate import calibrate, calibrate_groups, select_dims, shared_groups
 from training.evaluate.source import CodeSource
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.artifact import Calibration, FactorCalibration, FactorGroup
-from service.calibration import FactorRequestError, latent_for
+from service.contract.calibration import FactorRequestError, latent_for
+from service.contract.manifest import Calibration, FactorCalibration, FactorGroup
 
 CALIBRATION = Calibration(
     base=[0.5, 0.0, -1.0, 2.0],

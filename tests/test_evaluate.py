@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from service_harness import serve
 
-from service.artifact import read_manifest
-from service.calibration import latent_for
+from service.contract.calibration import latent_for
+from service.contract.manifest import read_manifest
 from training.cli import main
 from training.evaluate.artifact_eval import reconstruction_per_image
 from training.evaluate.onnx_model import OnnxModel

@@ -12,7 +12,7 @@ import pytest
 import torch
 from service_harness import serve
 
-from service.artifact import read_manifest, sha256_of
+from service.contract.manifest import read_manifest, sha256_of
 from training.cli import main
 from training.gan import CodeLayout, InfoGAN
 from training.infogan import InfoGANConfig, info_loss, train_infogan

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.artifact import FactorSpec, LatentLayout, read_manifest
+from service.contract.manifest import FactorSpec, LatentLayout, read_manifest
 from training.calibrate import calibrate
 from training.card import traversal_grid
 from training.evaluate.onnx_model import OnnxModel

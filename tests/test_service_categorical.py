@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from service_harness import REPO, copy_artifact, serve
 
-from service.artifact import read_manifest
 from service.client import Client, ServiceError
+from service.contract.manifest import read_manifest
 
 JOINT = "smoke_joint"
 OLD = "dsprites_vae"  # shipped before the layout existed

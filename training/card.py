@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot, no display backend to pick
 from PIL import Image
 
-from service.artifact import CARD_DIR, Manifest
+from service.contract.manifest import CARD_DIR, Manifest
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
 from training.evaluate.judged_synthesis import judged_factors

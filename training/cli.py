@@ -19,7 +19,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from service.artifact import MANIFEST_NAME, Manifest
+from service.contract.manifest import MANIFEST_NAME, Manifest
 from training.infogan import InfoGANConfig
 from training.judge.train import JudgeConfig
 from training.presets import PRESETS
@@ -153,7 +153,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
     as it begins: a full evaluation runs for minutes."""
     from tqdm import tqdm
 
-    from service.artifact import write_manifest
+    from service.contract.manifest import write_manifest
     from training.card import write_card
     from training.data import get_dataset
     from training.evaluate.artifact_eval import STAGES, evaluate_artifact
@@ -177,7 +177,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
 
 def judge_one(folder: Path, judges: Path | None) -> Manifest:
     """Only the factor judge's figures of one artifact (``judged.*``), into its manifest and card.md."""
-    from service.artifact import write_manifest
+    from service.contract.manifest import write_manifest
     from training.card import write_card_text
     from training.evaluate.artifact_eval import judge_artifact
 
@@ -189,7 +189,7 @@ def judge_one(folder: Path, judges: Path | None) -> Manifest:
 
 
 def run_eval(paths: list[Path], quick: bool, table_only: bool, judge_only: bool, judges: Path | None) -> None:
-    from service.artifact import read_manifest
+    from service.contract.manifest import read_manifest
     from training.evaluate.table import markdown_table
 
     folders = artifact_folders(paths)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from service import arraytext
-from service.artifact import LatentLayout
+from service.contract.manifest import LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
 from service.forms import parse_form

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter, Request, Response
 
-from service.artifact import CARD_DIR
+from service.contract.manifest import CARD_DIR
 from service.dependencies import RegistryDep
 from service.errors import Rejected, error_responses, shown
 from service.schemas import BrokenInfo, ModelInfo, ModelList

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from service.calibration import FactorRequestError, latent_for
+from service.contract.calibration import FactorRequestError, latent_for
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import b64, png, to_pixels

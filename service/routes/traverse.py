@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from service.artifact import LatentLayout, Manifest
+from service.contract.manifest import LatentLayout, Manifest
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import ImageReader, b64, gif, png, pngs, tile

@@ -6,7 +6,7 @@
 Each request names every factor. Over ``REQUESTS`` requests each factor's values are dealt out evenly (a value
 of a factor with V values is asked for n/V times, give or take one) and shuffled independently of the other
 factors, so every value of every factor is asked for. Each request goes through the code path of
-``/synthesize``: ``service.calibration.latent_for``, the artifact's decoder in onnxruntime, and the 8-bit
+``/synthesize``: ``service.contract.calibration.latent_for``, the artifact's decoder in onnxruntime, and the 8-bit
 pixels its PNG carries. The judge (``training/judge``) then reads every factor from the image.
 
 Per factor the result is the asked-for accuracy (categorical: the fraction read as the asked class) or the
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.artifact import Calibration, FactorValue
-from service.calibration import latent_for
+from service.contract.calibration import latent_for
+from service.contract.manifest import Calibration, FactorValue
 from service.imaging import to_pixels
 from training.data.base import FactorDataset
 from training.evaluate.onnx_model import OnnxModel

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.artifact import Manifest
+from service.contract.manifest import Manifest
 from training.evaluate.judged_synthesis import judged_factors
 
 COLUMNS = (

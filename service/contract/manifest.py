@@ -1,8 +1,7 @@
-"""The model artifact: the only seam between training and service.
+"""The manifest of a model artifact and the latent layout its ONNX files follow.
 
 An artifact is a folder holding ``encoder.onnx``, ``decoder.onnx`` and ``manifest.json``. This module owns
-the manifest's schema; ``training`` imports it to write manifests, ``service`` to read them. It depends on
-pydantic and numpy alone, so both halves can import it.
+the manifest's schema; ``training`` imports it to write manifests, ``service`` to read them.
 
 Tensor contract of the ONNX files, with the manifest's ``layout`` (``LatentLayout``): ``d = layout.size`` is the
 decoder's input width, ``c = layout.continuous`` and ``k = layout.classes`` the total number of categorical classes:
@@ -210,7 +209,7 @@ class FactorGroup(_Strict):
 
 class Calibration(_Strict):
     """Turns named factor values into a latent vector: start from ``base``, then add each factor's offset
-    (``service.calibration.latent_for`` states the rules)."""
+    (``service.contract.calibration.latent_for`` states the rules)."""
 
     base: list[float]
     factors: list[FactorCalibration]

@@ -16,7 +16,7 @@ Rules, so a caller can predict the vector:
   a single factor along each numeric factor, and averaged over the values of a grouped factor left out of the
   request. A group none of whose factors is requested adds nothing.
 
-Pure numpy and ``service.artifact``: the service imports this, and training imports it from here.
+Pure numpy and ``service.contract.manifest``: the service imports this, and training imports it from here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from service.artifact import Calibration, FactorCalibration, FactorGroup, FactorValue
+from service.contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue
 
 
 class FactorRequestError(ValueError):
