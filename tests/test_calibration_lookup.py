@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.contract.calibration import FactorRequestError, latent_for
+from service.contract.calibration import FactorRequestError, group_cells, latent_for
 from service.contract.manifest import Calibration, FactorCalibration, FactorGroup
 
 CALIBRATION = Calibration(
@@ -103,6 +103,23 @@ def test_a_grouped_numeric_factor_interpolates_and_one_left_out_is_averaged() ->
     assert latent_for(GROUPED, {"shape": "ellipse"}).tolist() == pytest.approx([1.0, 0.0, -1.0, 1.75])
     assert latent_for(GROUPED, {"scale": 1.0}).tolist() == pytest.approx([0.5, 0.0, -1.0, 2.0])
     assert latent_for(GROUPED, {"posX": 0.0}).tolist() == [0.5, 0.0, 0.0, 2.0]
+
+
+def test_a_table_written_in_group_cells_order_is_read_back_combination_by_combination() -> None:
+    """``training/calibrate.py`` writes a group's rows in ``group_cells`` order; the lookup must read them so."""
+    factors = [
+        FactorCalibration(name="a", values=["p", "q"], dims=[0], codes=[[0.0], [0.0]]),
+        FactorCalibration(name="b", values=[0.0, 1.0, 2.0], dims=[0], codes=[[0.0], [0.0], [0.0]]),
+        FactorCalibration(name="c", values=["x", "y"], dims=[0], codes=[[0.0], [0.0]]),
+    ]
+    cells = group_cells([2, 3, 2])
+    assert cells.shape == (12, 3) and cells[:3].tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 0]]
+    # Each row's offset spells its own combination, so reading the wrong row shows.
+    offsets = [[100.0 * i + 10.0 * j + k] for i, j, k in cells]
+    table = Calibration(base=[0.0], factors=factors, groups=[FactorGroup(factors=["a", "b", "c"], offsets=offsets)])
+    for i, j, k in cells:
+        request = {"a": factors[0].values[i], "b": factors[1].values[j], "c": factors[2].values[k]}
+        assert latent_for(table, request).tolist() == [100.0 * i + 10.0 * j + k]
 
 
 def test_a_bad_value_of_a_grouped_factor_is_reported_like_any_other() -> None:

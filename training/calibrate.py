@@ -22,12 +22,12 @@ continuous dims only.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from service.contract.calibration import group_cells
 from service.contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorSpec, LatentLayout
 from training.evaluate.information import (
     DEFAULT_BINS,
@@ -204,7 +204,7 @@ def calibrate_groups(
         cells = math.prod(sizes)
         if cells > max_cells:
             continue
-        combinations = np.array(list(itertools.product(*(range(s) for s in sizes))), dtype=np.int64)  # (cells, m)
+        combinations = group_cells(sizes)  # (cells, m), in the order the lookup reads the offsets
         classes = np.tile(source.sample_factors(draws, rng), (cells, 1))  # (cells * draws, F)
         classes[:, members] = np.repeat(combinations, draws, axis=0)
         means = source.codes(classes).reshape(cells, draws, -1).mean(axis=1)  # (cells, d)

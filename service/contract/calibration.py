@@ -22,7 +22,7 @@ Pure numpy and ``service.contract.manifest``: the service imports this, and trai
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -77,12 +77,21 @@ def _weights(factor: FactorCalibration, value: object) -> np.ndarray:
     return weights
 
 
+def group_cells(sizes: Sequence[int]) -> np.ndarray:
+    """(cells, m) int64: the value index of each of a group's m factors, for each row of its ``offsets``.
+
+    C order, the last factor's value changing fastest: ``training/calibrate.py`` writes the rows in this order
+    and ``latent_for`` reads them back by reshaping the table to (V1, ..., Vm, d), which assumes it.
+    """
+    return np.indices(tuple(sizes), dtype=np.int64).reshape(len(sizes), -1).T
+
+
 def _group_offset(
     group: FactorGroup, by_name: Mapping[str, FactorCalibration], request: Mapping[str, FactorValue]
 ) -> np.ndarray:
     """(d,) offset of a factor group for the requested values of its factors (uniform over those left out)."""
     sizes = [len(by_name[name].values) for name in group.factors]
-    table = group.offset_array.reshape(*sizes, -1)  # (V1, ..., Vm, d)
+    table = group.offset_array.reshape(*sizes, -1)  # (V1, ..., Vm, d): rows in ``group_cells`` order
     for name, size in zip(group.factors, sizes, strict=True):  # contract the leading factor axis each time
         weights = _weights(by_name[name], request[name]) if name in request else np.full(size, 1.0 / size)
         table = np.tensordot(weights, table, axes=(0, 0))
