@@ -24,8 +24,10 @@ from PIL import Image
 from pydantic import BaseModel
 
 from service.contract.calibration import latent_for
+from service.contract.grid import tile
+from service.contract.images import to_pixels
 from service.contract.manifest import DECODER_FILE, ENCODER_FILE, read_manifest
-from service.imaging import b64, png, pngs, tile, to_pixels
+from service.imaging import b64, png, pngs
 from service.payloads import json_bytes
 
 

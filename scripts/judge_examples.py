@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.card import tile
+from training.card import grid_picture
 from training.data import get_dataset
 from training.data.base import FactorDataset
 from training.evaluate.judged_synthesis import judge_request
@@ -77,7 +77,7 @@ def main() -> None:
             shown = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in judged.items())
             print(f"| {label} | {model.manifest.name} | {shown} | {verdict(name, judged)} |")
         path = args.images / f"judged-{label}.png"
-        tile(np.stack(pictures), 1, len(pictures), scale=3).save(path)
+        grid_picture(np.stack(pictures), 1, len(pictures), scale=3).save(path)
         print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
 
 

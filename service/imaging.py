@@ -1,6 +1,8 @@
 """Images in and out: PNG/JPEG bytes and float arrays to model tensors, model tensors to PNG and GIF.
 
-Model tensors are float32 (C, H, W) in [0, 1]. PNGs are written here rather than by Pillow: 8-bit grey or
+Model tensors are float32 (C, H, W) in [0, 1]. What a picture becomes is the contract's rule
+(``service/contract/images.py``, shared with the training data); this module decodes the bytes, within the
+service's limits, and says why it refuses what it refuses. PNGs are written here rather than by Pillow: 8-bit grey or
 RGB, no row filters, zlib level 1. On a 64x64 decoder output that takes half of Pillow's time at its own
 level 1 (Pillow's per-call overhead dominates at this size) for files about 20% larger, and zlib releases the
 GIL while it compresses, so the event loop keeps running. Reading still goes through Pillow.
@@ -19,20 +21,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from service.contract.grid import tile
+from service.contract.images import prepare_array, prepare_pixels, to_pixels, unit_range, upright_pixels
 from service.errors import Rejected, shown
 
 PNG_LEVEL = 1
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # MPO is what Pillow calls the JPEGs of many phone cameras (a JPEG with a second, embedded picture).
 READABLE_FORMATS = ("PNG", "JPEG", "MPO")
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, what PIL's "L" conversion uses
-GRID_GAP = 2
-
-
-def to_pixels(images: np.ndarray) -> np.ndarray:
-    """(B, C, H, W) float in [0, 1] -> (B, H, W) or (B, H, W, 3) uint8."""
-    pixels = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -56,18 +52,6 @@ def pngs(images: np.ndarray) -> list[bytes]:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def tile(images: np.ndarray) -> np.ndarray:
-    """(rows, cols, C, H, W) -> one (H', W') or (H', W', 3) uint8 grid with a dark gap between tiles."""
-    rows, cols, _, h, w = images.shape
-    pixels = to_pixels(images.reshape(rows * cols, *images.shape[2:]))
-    grid_shape = (rows * (h + GRID_GAP) - GRID_GAP, cols * (w + GRID_GAP) - GRID_GAP, *pixels.shape[3:])
-    grid = np.full(grid_shape, 32, dtype=np.uint8)
-    for i, tile_pixels in enumerate(pixels):
-        r, c = divmod(i, cols)
-        grid[r * (h + GRID_GAP) : r * (h + GRID_GAP) + h, c * (w + GRID_GAP) : c * (w + GRID_GAP) + w] = tile_pixels
-    return grid
 
 
 def gif(images: np.ndarray, frame_ms: int = 120) -> bytes:
@@ -129,14 +113,12 @@ class ImageReader:
             raise self._too_large(field, f"{width}x{height} pixels")
         self._spend(field, width * height)
         try:
-            picture = picture.convert("L" if self.channels == 1 else "RGB")
+            pixels = upright_pixels(picture)  # (H, W, 3) uint8, as the picture is meant to be seen
         except (OSError, ValueError):
             raise Rejected(422, field, "a complete PNG or JPEG image", "a truncated or corrupt one") from None
-        if picture.size != (self.width, self.height):
-            self._check_size(field, width, height)
-            picture = picture.resize((self.width, self.height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(picture, dtype=np.float32) / 255.0
-        return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        if pixels.shape[:2] != (self.height, self.width):
+            self._check_size(field, pixels.shape[1], pixels.shape[0])
+        return unit_range(prepare_pixels(pixels, (self.channels, self.height, self.width)))
 
     def from_array(self, value: Any, field: str) -> np.ndarray:
         """A (C, H, W) or (H, W) array, given as nested lists or already as numbers (``arraytext``)."""
@@ -158,11 +140,9 @@ class ImageReader:
             low, high = float(np.nanmin(array)), float(np.nanmax(array))
             received = f"values in [{low}, {high}]" if math.isfinite(low + high) else "a non-finite value"
             raise Rejected(422, field, expected, received)
-        array = self._channels(array)
         if array.shape[1:] != (self.height, self.width):
             self._check_size(field, array.shape[2], array.shape[1])
-            array = np.stack([self._resize_plane(plane) for plane in array])
-        return array
+        return prepare_array(array, (self.channels, self.height, self.width))
 
     def _spend(self, field: str, pixels: int) -> None:
         """Counts an image against the request's pixel budget before it is decoded or converted."""
@@ -174,17 +154,6 @@ class ImageReader:
                 f"at most {self.max_pixels} pixels in one request, all images together",
                 f"{self.pixels} with this image",
             )
-
-    def _channels(self, array: np.ndarray) -> np.ndarray:
-        if array.shape[0] == self.channels:
-            return array
-        if self.channels == 1:
-            return np.tensordot(LUMA, array, axes=1)[None].astype(np.float32)
-        return np.repeat(array, 3, axis=0)
-
-    def _resize_plane(self, plane: np.ndarray) -> np.ndarray:
-        picture = Image.fromarray(plane).resize((self.width, self.height), Image.Resampling.BILINEAR)
-        return np.clip(np.asarray(picture, dtype=np.float32), 0.0, 1.0)
 
     def _check_size(self, field: str, width: int, height: int) -> None:
         if not self.resize:

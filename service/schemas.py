@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.contract.manifest import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
+from service.contract.ranges import dim_range
 
 ModelName = str | None
 MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")
@@ -82,7 +83,7 @@ class TraverseRequest(_Request):
         default=None, description="a categorical part to walk through its classes instead of dims (one column each)"
     )
     range: tuple[float, float] | None = Field(
-        default=None, description="default per dim: mean +- 3 std from the manifest, else [-3, 3]"
+        default=None, description="default per dim: its entry in /models/{name} `ranges`"
     )
     steps: int = Field(default=7, ge=2, description="columns of the grid")
     format: Literal["grid", "frames", "gif"] = Field(
@@ -146,14 +147,23 @@ class ModelInfo(BaseModel):
     hyperparameters: dict[str, str | int | float | bool]
     created_at: datetime
     card: list[str] = Field(description="model card pictures, served at /models/{name}/card/{file}")
+    ranges: list[tuple[float, float] | None] = Field(
+        description="per dim of the flat latent, its default range: what /traverse walks and the page's sliders "
+        "span (the prior's [-3, 3] and the dim's mean +- 3 std, within the latent bound); null for the entries "
+        "of a categorical part, which take classes"
+    )
 
     @classmethod
-    def of(cls, manifest: Manifest, card: Sequence[str] = ()) -> ModelInfo:
+    def of(cls, manifest: Manifest, bound: float, card: Sequence[str] = ()) -> ModelInfo:
+        layout = manifest.layout
+        categorical = range(layout.continuous, layout.continuous + layout.classes)
+        ranges = [None if j in categorical else dim_range(manifest, j, bound) for j in range(layout.size)]
         return cls(
             active_dims=manifest.active_dims,
             card=list(card),
             calibration=CalibrationInfo.of(manifest.calibration) if manifest.calibration else None,
-            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card", "calibration"}),
+            ranges=ranges,
+            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card", "calibration", "ranges"}),
         )
 
 

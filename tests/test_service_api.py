@@ -292,6 +292,21 @@ def test_traverse_grid_is_dims_by_steps_and_matches_decode(http: httpx.Client, c
         assert np.abs(pixels - np.rint(decoded[step] * 255)).max() <= 1
 
 
+def test_traverse_walks_by_default_the_ranges_models_answers(http: httpx.Client, client: Client) -> None:
+    """One rule for a dim's range (service/contract/ranges.py): /models shows it, /traverse walks it, and the
+    page's sliders span it (they read it from /models)."""
+    info = client.model("smoke")
+    assert len(info["ranges"]) == info["latent_dim"] == 10
+    for stat, (low, high) in zip(info["latent_stats"], info["ranges"], strict=True):
+        assert low == pytest.approx(max(min(-3.0, stat["mean"] - 3 * stat["std"]), -20.0))
+        assert high == pytest.approx(min(max(3.0, stat["mean"] + 3 * stat["std"]), 20.0))
+    frames = http.post("/traverse", json={"dims": [0, 1], "steps": 3, "format": "frames"})
+    walked = [[float(v) for v in r.split(":")] for r in frames.headers["x-traverse-ranges"].split(",")]
+    np.testing.assert_allclose(walked, info["ranges"][:2], rtol=1e-3)  # the header shows 4 digits
+    for values, (low, high) in zip(frames.json()["values"], info["ranges"][:2], strict=True):
+        assert values == pytest.approx([low, (low + high) / 2, high], rel=1e-6)
+
+
 def test_traverse_from_an_image_and_as_a_gif(http: httpx.Client, client: Client) -> None:
     png = ellipse_png()
     mu, _ = client.encode([png])

@@ -21,7 +21,7 @@ from service.contract.manifest import read_manifest
 JOINT = "smoke_joint"
 OLD = "dsprites_vae"  # shipped before the layout existed
 C, K = 4, 3  # continuous dims, classes of the shape part
-GAP = 2  # service.imaging.GRID_GAP
+GAP = 2  # service.contract.grid.GAP
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot, no display backend to pick
 from PIL import Image
 
+from service.contract.grid import CARD_BACKGROUND, GAP, tile
 from service.contract.manifest import CARD_DIR, Manifest
+from service.contract.ranges import dim_range
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
 from training.evaluate.judged_synthesis import judged_factors
@@ -25,26 +27,19 @@ from training.evaluate.onnx_model import OnnxModel
 from training.export import NOTES, TRAINING_LOG
 
 TRAVERSAL_STEPS = 9
-TRAVERSAL_SPAN = 2.5  # in standard deviations of mu over the data, either side of its mean
 
 
-def tile(images: np.ndarray, rows: int, cols: int, scale: int = 2, gap: int = 2) -> Image.Image:
-    """(rows*cols, C, H, W) in [0, 1] -> one picture with a light gap between tiles."""
-    _, channels, height, width = images.shape
-    canvas = np.full((rows * (height + gap) + gap, cols * (width + gap) + gap, channels), 0.85, dtype=np.float32)
-    for k, image in enumerate(images):
-        r, c = divmod(k, cols)
-        top, left = gap + r * (height + gap), gap + c * (width + gap)
-        canvas[top : top + height, left : left + width] = image.transpose(1, 2, 0)
-    array = (canvas * 255).round().astype(np.uint8)
-    picture = Image.fromarray(array[..., 0] if channels == 1 else array)
+def grid_picture(images: np.ndarray, rows: int, cols: int, scale: int = 2) -> Image.Image:
+    """(rows*cols, C, H, W) in [0, 1] -> the contract's grid on the card's light grey, with a border, each
+    pixel drawn ``scale`` x ``scale`` so that 64 px tiles read on a page."""
+    grid = tile(images.reshape(rows, cols, *images.shape[1:]), background=CARD_BACKGROUND, margin=GAP)
+    picture = Image.fromarray(grid)
     return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
 
 
 def traversal_values(manifest: Manifest, dim: int, steps: int = TRAVERSAL_STEPS) -> np.ndarray:
-    stat = manifest.latent_stats[dim]
-    spread = max(stat.std, 1e-3) * TRAVERSAL_SPAN
-    return np.linspace(stat.mean - spread, stat.mean + spread, steps)
+    """``steps`` values over the dim's range: the one /traverse walks and the page's sliders span."""
+    return np.linspace(*dim_range(manifest, dim), steps)
 
 
 def traversal_grid(model: OnnxModel) -> Image.Image:
@@ -76,12 +71,12 @@ def traversal_grid(model: OnnxModel) -> Image.Image:
             latents.append(z)
     images = model.decode(np.stack(latents))
     images[len(order) * columns :][np.array(blank, dtype=bool)] = 0.0
-    return tile(images, len(order) + len(parts), columns)
+    return grid_picture(images, len(order) + len(parts), columns)
 
 
 def reconstructions(model: OnnxModel, dataset: ImageDataset, n: int = 10) -> Image.Image:
     images = dataset.images(np.random.default_rng(7).choice(len(dataset), size=n, replace=False))
-    return tile(np.concatenate([images, model.decode(model.reconstruction_latent(images))]), 2, n)
+    return grid_picture(np.concatenate([images, model.decode(model.reconstruction_latent(images))]), 2, n)
 
 
 def latent_labels(manifest: Manifest) -> list[str]:
@@ -152,7 +147,7 @@ def _metric_rows(metrics: dict[str, float | int | str]) -> list[str]:
 
 
 PICTURES = (
-    ("Latent traversals (rows: dims by KL; columns: mean ± 2.5 sd)", "traversal.png"),
+    ("Latent traversals (rows: dims by KL; columns: over [-3, 3] and mean ± 3 sd)", "traversal.png"),
     ("Inputs (top) and reconstructions (bottom)", "reconstructions.png"),
     ("Mutual information between latent dims and factors", "mutual_information.png"),
     ("Training curves", "training_curves.png"),

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from training.card import tile
+from service.contract.grid import CARD_BACKGROUND, GAP, tile
 from training.data import get_dataset
 from training.data.base import ImageDataset
 from training.gan import CodeLayout, InfoGAN
@@ -197,7 +198,9 @@ def save_samples(model: InfoGAN, path: Path, columns: int = SAMPLE_COLUMNS) -> N
     images = torch.sigmoid(model.generator(z)).float().cpu().numpy()
     model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tile(images, len(images) // columns, columns, scale=1).save(path)
+    rows = len(images) // columns
+    grid = tile(images.reshape(rows, columns, *images.shape[1:]), background=CARD_BACKGROUND, margin=GAP)
+    Image.fromarray(grid).save(path)
 
 
 def adversarial_step(

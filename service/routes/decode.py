@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from service.contract.images import to_pixels
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses
-from service.imaging import b64, png, pngs, to_pixels
+from service.imaging import b64, png, pngs
 from service.payloads import BINARY, PNG, Call, Reply, documented_body, json_bytes
 from service.registry import Registry
 from service.runtime import Outputs

@@ -9,9 +9,10 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from service.contract.calibration import FactorRequestError, latent_for
+from service.contract.images import to_pixels
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
-from service.imaging import b64, png, to_pixels
+from service.imaging import b64, png
 from service.payloads import PNG, Call, Reply, documented_body, json_bytes
 from service.registry import Registry
 from service.runtime import Outputs

@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
+from service.contract.grid import tile
 from service.contract.manifest import LatentLayout, Manifest
+from service.contract.ranges import dim_range
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
-from service.imaging import ImageReader, b64, gif, png, pngs, tile
+from service.imaging import ImageReader, b64, gif, png, pngs
 from service.payloads import GIF, PNG, Reply, documented_body, json_bytes, parse_json
 from service.registry import Model
 from service.runtime import Outputs
@@ -20,10 +22,6 @@ from service.settings import Settings
 from service.validation import check_count, check_latents
 
 router = APIRouter(tags=["traverse"])
-
-PRIOR_RANGE = (-3.0, 3.0)
-STATS_SPAN = 3.0  # default range: mean +- this many standard deviations of the dimension's mu
-MIN_STD = 1e-3  # below it a dimension's statistics say nothing about a useful range
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -84,15 +82,7 @@ def _ranges(body: TraverseRequest, manifest: Manifest, dims: list[int], bound: f
         if not -bound <= low < high <= bound:
             raise Rejected(422, "range", f"[low, high] with -{bound} <= low < high <= {bound}", shown(list(body.range)))
         return [(low, high)] * len(dims)
-    ranges = []
-    for j in dims:
-        stat = manifest.latent_stats[j] if j < len(manifest.latent_stats) else None  # noise dims have none
-        if stat is None or stat.std < MIN_STD:
-            ranges.append(PRIOR_RANGE)
-        else:
-            span = STATS_SPAN * stat.std
-            ranges.append((max(stat.mean - span, -bound), min(stat.mean + span, bound)))
-    return ranges
+    return [dim_range(manifest, j, bound) for j in dims]  # the contract's rule: the page's sliders span the same
 
 
 def _finish(

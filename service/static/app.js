@@ -301,7 +301,7 @@ async function selectModel(name, signal) {
     : "Latent dimensions, most informative first";
   sliders.build(continuousRows(model));
   pickers.build(layout.parts, model.calibration);
-  noise.build(noiseRows(layout.noise));
+  noise.build(noiseRows(model, layout.noise));
   ui.noise.hidden = layout.noise === 0;
   fillTraverseDims();
   renderCard(ui.card, model);

@@ -1,13 +1,7 @@
 // Latent values as range inputs: the continuous codes, the most informative (highest KL) first, and a GAN's
 // noise. Each set of sliders holds its values by index (a continuous code's dim, or the noise entry).
-
-// N(0, 1), the prior, has 99.7% of its mass within 3 standard deviations; so does a dimension's spread of
-// encodings. A slider covers both, so a VAE's prior and an autoencoder's codes are both in reach.
-const SPAN = 3;
-
-export function sliderRange(stat) {
-  return [Math.min(-SPAN, stat.mean - SPAN * stat.std), Math.max(SPAN, stat.mean + SPAN * stat.std)];
-}
+// A slider spans its dim's range as /models/{name} answers it (`ranges`, one per dim of the flat latent): the
+// service computes it by the rule /traverse and the model card use too, so the page computes none of its own.
 
 export function formatValue(value) {
   const text = value.toFixed(2);
@@ -35,20 +29,22 @@ export function continuousRows(model) {
       // A GAN's codes have no KL to the prior (its stats say 0): nothing to show for them.
       meta: !stat.active ? " inactive" : stat.kl > 0 ? ` KL ${stat.kl.toPrecision(2)}` : "",
       active: stat.active,
-      range: sliderRange(stat),
+      range: model.ranges[stat.index],
       value: stat.mean,
     };
   });
 }
 
-// A GAN's noise is drawn from N(0, 1) and no encoder reads it back: its rows start at the prior's mean.
-export function noiseRows(count) {
+// A GAN's noise is drawn from N(0, 1) and no encoder reads it back: its rows start at the prior's mean. The
+// noise dims are the last `count` of the flat latent.
+export function noiseRows(model, count) {
+  const first = model.ranges.length - count;
   return Array.from({ length: count }, (_, k) => ({
     index: k,
     label: `n${k}`,
     meta: "",
     active: true,
-    range: [-SPAN, SPAN],
+    range: model.ranges[first + k],
     value: 0,
   }));
 }

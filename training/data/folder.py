@@ -1,9 +1,10 @@
 """Any folder of PNG/JPEG images (searched recursively), as the model's channels and resolution; no factors.
 
-Every file is read once at construction: EXIF rotation applied, converted to grey (``channels=1``) or RGB
-(``channels=3``; transparency is dropped), centre-cropped to a square and resized to ``size`` x ``size``
-with Lanczos filtering, then held in memory as uint8 (N * channels * size * size bytes). Files are ordered
-by path, so an index names the same image on every machine.
+Every file is read once at construction and prepared by the contract's one rule for pictures
+(``service/contract/images.py``, what ``/encode`` applies to an upload too): EXIF rotation applied, converted
+to grey (``channels=1``) or RGB (``channels=3``; transparency is dropped), centre-cropped to a square and
+resized to ``size`` x ``size`` with Lanczos filtering; then held in memory as uint8 (N * channels * size * size
+bytes). Files are ordered by path, so an index names the same image on every machine.
 
 Usage: ``ImageFolder("photos", channels=3).images(np.array([0]))`` -> (1, 3, 64, 64) float32 in [0, 1].
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from service.contract.images import picture_input, unit_range
 from training.data.base import ImageDataset, ParamValue, as_indices
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -23,13 +25,10 @@ EXTENSIONS = (".png", ".jpg", ".jpeg")
 def load_image(path: Path, channels: int, size: int) -> np.ndarray:
     """One file as (channels, size, size) uint8; a file Pillow cannot decode raises ValueError naming it."""
     try:
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
-            square = ImageOps.fit(upright, (size, size), method=Image.Resampling.LANCZOS)
+        with Image.open(path) as picture:
+            return picture_input(picture, (channels, size, size))
     except (OSError, Image.DecompressionBombError) as err:
         raise ValueError(f"folder: cannot read {path} as an image: {err}") from err
-    pixels = np.asarray(square, dtype=np.uint8)  # (size, size) or (size, size, 3)
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
 class ImageFolder(ImageDataset):
@@ -62,4 +61,4 @@ class ImageFolder(ImageDataset):
         return {"root": str(self._root), "channels": channels, "size": size}
 
     def images(self, indices: np.ndarray) -> np.ndarray:
-        return self._pixels[as_indices(indices, len(self))].astype(np.float32) / np.float32(255.0)
+        return unit_range(self._pixels[as_indices(indices, len(self))])

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from service.contract.calibration import latent_for
+from service.contract.images import quantise, unit_range
 from service.contract.manifest import Calibration, FactorValue
-from service.imaging import to_pixels
 from training.data.base import FactorDataset
 from training.evaluate.onnx_model import OnnxModel
 from training.judge.artifact import SHIPPED_JUDGES, OnnxJudge, summarise
@@ -56,9 +56,7 @@ def balanced_classes(sizes: list[int], n: int, rng: np.random.Generator) -> np.n
 def synthesize(model: OnnxModel, calibration: Calibration, requests: Sequence[Mapping[str, FactorValue]]) -> np.ndarray:
     """What ``/synthesize`` answers for each request, as (B, C, H, W) float32 from its 8-bit pixels."""
     latents = np.stack([latent_for(calibration, request) for request in requests])  # (B, d)
-    pixels = to_pixels(model.decode(latents))  # (B, H, W) or (B, H, W, 3) uint8, as in the PNG
-    images = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
-    return images.astype(np.float32) / 255.0
+    return unit_range(quantise(model.decode(latents)))  # the 8-bit levels its PNG holds
 
 
 def judged_synthesis(
