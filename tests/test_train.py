@@ -148,3 +148,15 @@ def test_two_process_ddp_run_trains_one_model(tmp_path: Path) -> None:
     assert state["progress"]["images_seen"] == 6 * 8 * 2
     records = [json.loads(line) for line in (tmp_path / "runs" / "smoke" / LOG).open()]
     assert [r["step"] for r in records] == [3, 6]
+
+
+def test_the_training_loops_do_not_import_the_export() -> None:
+    """export.py imports train.py (and, for a GAN, infogan.py): `fit` trains, then exports, so neither loop
+    imports the export back."""
+    probe = (
+        "import sys, training.train, training.infogan\n"
+        "print(sorted(m for m in sys.modules if m.startswith('training.') and 'export' in m))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -252,11 +252,15 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(config, InfoGANConfig):
                 from training.infogan import train_infogan
 
-                train_infogan(config, resume=resume)
+                run_dir = train_infogan(config, resume=resume)
             else:
                 run_dir = train(config, resume=resume)
-                if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
-                    print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
+            # Train, then export: the loops know nothing of artifacts, so training never imports the export.
+            if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
+                from training.export import export_run
+
+                export_run(run_dir, Path(config.export_dir))
+                print(f"exported {config.name} to {config.export_dir} (run folder: {run_dir})")
         elif args.command == "export":
             from training.export import export_run
 

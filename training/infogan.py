@@ -89,7 +89,7 @@ class InfoGANConfig:
     checkpoint_every: int = 1000
     sample_every: int = 1000  # a grid of generated images in samples/ (0: never)
     out_dir: str = "runs"
-    export_dir: str = ""
+    export_dir: str = ""  # when set, `disentangle-train fit` exports the artifact there once training ends
 
     @property
     def run_dir(self) -> Path:
@@ -330,8 +330,4 @@ def train_infogan(cfg: InfoGANConfig, resume: bool = False) -> Path:
     bar.close()
     batches.close()
     log_file.close()
-    if cfg.export_dir:
-        from training.export import export_run
-
-        export_run(run_dir, Path(cfg.export_dir))
     return run_dir

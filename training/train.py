@@ -1,4 +1,4 @@
-"""The training loop: one config dataclass, one loop, checkpoints, a JSONL log, optional export.
+"""The training loop: one config dataclass, one loop, checkpoints, a JSONL log (`fit` exports, in cli.py).
 
     disentangle-train fit --preset smoke                                # a small real model in under a minute
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml
@@ -93,7 +93,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     out_dir: str = "runs"
-    export_dir: str = ""  # when set, export the artifact there at the end
+    export_dir: str = ""  # when set, `disentangle-train fit` exports the artifact there once training ends
 
     @property
     def run_dir(self) -> Path:
@@ -555,10 +555,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     batches.close()
     if log_file is not None:
         log_file.close()
-    if ddp.main and cfg.export_dir:
-        from training.export import export_run
-
-        export_run(run_dir, Path(cfg.export_dir))
     if ddp.world_size > 1:
         check_ranks_agree(model)
         # Both ranks leave together: a rank that tore its gloo group down while the other still finished the
