@@ -28,7 +28,9 @@ class _Request(BaseModel):
 
 class EncodeOptions(_Request):
     model: ModelName = MODEL_FIELD
-    resize: bool = Field(default=False, description="resize images to the model's resolution instead of a 422")
+    resize: bool = Field(
+        default=False, description="centre-crop and resize images to the model's resolution instead of a 422"
+    )
     sample: bool = Field(
         default=False,
         description="also return z ~ q(z|x): N(mu, exp(logvar)), and for each categorical part the one-hot of a "
@@ -77,7 +79,7 @@ class TraverseRequest(_Request):
     model: ModelName = MODEL_FIELD
     latent: list[float] | None = Field(default=None, description="the base latent; else `image`, else the prior")
     image: str | None = Field(default=None, description="a base64 PNG/JPEG whose encoding (mu) is the base")
-    resize: bool = Field(default=False, description="resize `image` to the model's resolution")
+    resize: bool = Field(default=False, description="centre-crop and resize `image` to the model's resolution")
     dims: list[int] | None = Field(default=None, min_length=1, description="default: the active dims by KL")
     part: str | None = Field(
         default=None, description="a categorical part to walk through its classes instead of dims (one column each)"
