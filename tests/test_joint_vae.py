@@ -190,6 +190,8 @@ def test_labelled_draws_are_shifted_copies_of_the_labelled_images_and_repeat_on_
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_shift=-1)
     with pytest.raises(ValueError, match="label_batch must be >= 1, got 0"):
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_batch=0)
+    with pytest.raises(ValueError, match="label_decode needs few-label supervision"):
+        joint(tmp_path, label_decode=True)
 
 
 def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path: Path) -> None:
@@ -223,8 +225,9 @@ def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path
     assert grid.size == (2 * (10 * 66 + 2), 2 * (5 * 66 + 2))
 
 
-def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path: Path) -> None:
-    labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0}
+@pytest.mark.parametrize("label_decode", [False, True])
+def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path: Path, label_decode: bool) -> None:
+    labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0, "label_decode": label_decode}
     straight = train(joint(tmp_path, name="straight", **labels))
     train(joint(tmp_path, name="interrupted", steps=10, **labels))
     resumed = train(joint(tmp_path, name="interrupted", **labels), resume=True)
@@ -233,7 +236,13 @@ def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path:
         torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
     records = [json.loads(line) for line in (straight / LOG).open()]
     assert all(r["label_ce"] > 0 for r in records)
+    if label_decode:
+        # The labelled images' own reconstruction, per image like the batch's: the same scale, the same images.
+        assert all(0.5 < r["label_recon"] / r["recon"] < 2 for r in records)
+    else:
+        assert all("label_recon" not in r for r in records)
     manifest = export_run(straight, tmp_path / "artifact")
+    assert manifest.hyperparameters["label_decode"] is label_decode
     assert manifest.hyperparameters["label_fraction"] == 0.01
     assert manifest.hyperparameters["label_factor"] == "digit"
 
