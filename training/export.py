@@ -244,8 +244,12 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
     elif cfg.objective == "beta_tcvae":
         keys += ["alpha", "beta", "gamma", "estimator"]
     elif cfg.objective == "joint_vae":
-        keys += ["categorical", "temperature", "capacity_max", "capacity_steps", "capacity_gamma"]
-        keys += ["disc_capacity_max", "disc_capacity_steps"]
+        keys += ["categorical", "temperature", "continuous_penalty"]
+        if cfg.continuous_penalty == "tc":
+            keys += ["alpha", "beta", "gamma", "estimator"]
+        else:
+            keys += ["capacity_max", "capacity_steps"]
+        keys += ["capacity_gamma", "disc_capacity_max", "disc_capacity_steps"]
         if cfg.label_fraction > 0:
             keys += ["label_fraction", "label_factor", "label_weight", "label_batch", "label_shift", "label_decode"]
     if cfg.lr_decay_steps > 0:
