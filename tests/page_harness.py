@@ -10,13 +10,14 @@ import io
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from playwright.sync_api import ConsoleMessage, Response
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, ViewportSize, expect, sync_playwright
 from service_harness import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,6 +37,27 @@ def chromium() -> Path | None:
     if not CHROMIUM.exists():
         subprocess.run(["bash", str(REPO / "scripts" / "install-browser.sh")], check=False)
     return CHROMIUM if CHROMIUM.exists() else None
+
+
+@contextmanager
+def launched(chromium_path: Path) -> Iterator[Browser]:
+    """Debian's chromium, headless, with the flags that keep it off the network."""
+    expect.set_options(timeout=WAIT_S * 1000)
+    with sync_playwright() as playwright:
+        yield playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+
+
+@contextmanager
+def tab_without_errors(browser: Browser, viewport: ViewportSize) -> Iterator[Page]:
+    """A fresh tab in a fresh context (no stored key); fails on any script error the page raised."""
+    context = browser.new_context(viewport=viewport)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: console_error(message, errors))
+    yield tab
+    context.close()
+    assert errors == []
 
 
 def console_error(message: ConsoleMessage, errors: list[str]) -> None:

@@ -20,17 +20,16 @@ import numpy as np
 import pytest
 from page_harness import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     PNG_DATA_URL,
-    WAIT_S,
     chromium,
-    console_error,
+    launched,
     pixels_of,
     sent_json,
+    tab_without_errors,
     wait_until,
 )
 from PIL import Image
-from playwright.sync_api import Browser, FilePayload, Locator, Page, Response, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Locator, Page, Response, ViewportSize, expect
 from service_harness import REPO, copy_artifact, serve
 
 from training.data.digits import Digits
@@ -72,22 +71,15 @@ def http(url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def browser(chromium_path: Path) -> Iterator[Browser]:
-    expect.set_options(timeout=WAIT_S * 1000)
-    with sync_playwright() as playwright:
-        yield playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+    with launched(chromium_path) as launched_browser:
+        yield launched_browser
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh tab; the test fails on any script error the page raises."""
-    context = browser.new_context(viewport=DESKTOP)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: console_error(message, errors))
-    yield tab
-    context.close()
-    assert errors == []
+    with tab_without_errors(browser, DESKTOP) as tab:
+        yield tab
 
 
 def show(page: Page, url: str, model: str) -> dict[str, Any]:
