@@ -113,7 +113,7 @@ class ImageReader:
             raise self._too_large(field, f"{width}x{height} pixels")
         self._spend(field, width * height)
         try:
-            pixels = upright_pixels(picture)  # (H, W, 3) uint8, as the picture is meant to be seen
+            pixels = upright_pixels(picture)  # (H, W) or (H, W, 3) uint8, as the picture is meant to be seen
         except (OSError, ValueError):
             raise Rejected(422, field, "a complete PNG or JPEG image", "a truncated or corrupt one") from None
         if pixels.shape[:2] != (self.height, self.width):

@@ -46,16 +46,20 @@ _UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 class Picture(Protocol):
     """An opened picture: what the contract needs of a ``PIL.Image.Image``."""
 
+    @property
+    def mode(self) -> str: ...
+
     def convert(self, mode: str) -> Any: ...
 
     def getexif(self) -> Mapping[int, Any]: ...
 
 
 def upright_pixels(picture: Picture) -> np.ndarray:
-    """Steps 1 and 2's decoding: (H, W, 3) uint8 RGB as it is meant to be seen. Grey pictures come as RGB too,
-    so there is one path; luma of three equal channels gives the grey back exactly."""
+    """Steps 1 and 2's decoding: (H, W) uint8 for a grey picture, else (H, W, 3) uint8 RGB, as it is meant to be
+    seen. Grey stays grey: luma of three equal channels gives the grey back exactly, so nothing is lost by not
+    expanding it, and a grey upload (every picture this project draws) skips two conversions."""
     orientation = picture.getexif().get(ORIENTATION_TAG, 1)
-    pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    pixels = np.asarray(picture.convert("L" if picture.mode == "L" else "RGB"), dtype=np.uint8)
     turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None  # an unknown tag: as stored
     return np.ascontiguousarray(turn(pixels)) if turn else pixels
 
@@ -63,6 +67,8 @@ def upright_pixels(picture: Picture) -> np.ndarray:
 def prepare_pixels(pixels: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """(H, W) or (H, W, 3) uint8, upright -> the model input as (C, H', W') uint8 (steps 2 to 5)."""
     image = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    if image.shape == shape:  # already the model's channels and size: steps 2 to 5 give these pixels back
+        return np.ascontiguousarray(image)
     return quantise(prepare_array(unit_range(image), shape))
 
 
