@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.contract.manifest import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
-from service.contract.ranges import dim_range
+from service.contract.ranges import default_ranges
 
 ModelName = str | None
 MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")
@@ -157,14 +157,11 @@ class ModelInfo(BaseModel):
 
     @classmethod
     def of(cls, manifest: Manifest, bound: float, card: Sequence[str] = ()) -> ModelInfo:
-        layout = manifest.layout
-        categorical = range(layout.continuous, layout.continuous + layout.classes)
-        ranges = [None if j in categorical else dim_range(manifest, j, bound) for j in range(layout.size)]
         return cls(
             active_dims=manifest.active_dims,
             card=list(card),
             calibration=CalibrationInfo.of(manifest.calibration) if manifest.calibration else None,
-            ranges=ranges,
+            ranges=default_ranges(manifest, bound),
             **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card", "calibration", "ranges"}),
         )
 

@@ -237,16 +237,19 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
         staging.rename(out_dir)
 
 
+TC_KEYS = ["alpha", "beta", "gamma", "estimator"]  # beta-TCVAE's weights, and a JointVAE's with its "tc" penalty
+
+
 def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
     keys = ["architecture", "latent_dim", "likelihood", "batch_size", "lr", "steps", "seed", "warmup_steps"]
     if cfg.objective == "beta_vae":
         keys += ["beta", "capacity_max", "capacity_steps", "capacity_gamma"] if cfg.capacity_max > 0 else ["beta"]
     elif cfg.objective == "beta_tcvae":
-        keys += ["alpha", "beta", "gamma", "estimator"]
+        keys += TC_KEYS
     elif cfg.objective == "joint_vae":
         keys += ["categorical", "temperature", "continuous_penalty"]
         if cfg.continuous_penalty == "tc":
-            keys += ["alpha", "beta", "gamma", "estimator"]
+            keys += TC_KEYS
         else:
             keys += ["capacity_max", "capacity_steps"]
         keys += ["capacity_gamma", "disc_capacity_max", "disc_capacity_steps"]

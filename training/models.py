@@ -193,14 +193,34 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)  # (B, C, H, W) logits
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> mu (B, d), logvar (B, d), categorical logits (B, K), flat latent z (B, d + K), image logits."""
-        mu, logvar, category_logits = self.encode_all(x)
+    def sample_latent(
+        self,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        category_logits: torch.Tensor,
+        observed: tuple[slice, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """-> the flat latent z (B, d + K) the decoder reads: a posterior sample, then each part's code.
+
+        ``observed`` = (a part's columns, (B,) classes) puts the one-hot of known classes in that part instead of
+        a sample: the label is observed there, as Kingma et al. 2014 (M2) treat labelled data.
+        """
         if self.deterministic:
             z = mu
         else:
             # Kingma & Welling 2014, eq. 10: z = mu + sigma * eps, eps ~ N(0, I).
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         if self.categories:
-            z = torch.cat([z, self.category_codes(category_logits).to(z.dtype)], dim=1)  # (B, d + K)
+            codes = self.category_codes(category_logits)  # (B, K)
+            if observed is not None:
+                part, classes = observed
+                truth = nn.functional.one_hot(classes, part.stop - part.start).to(codes.dtype)
+                codes = torch.cat([codes[:, : part.start], truth, codes[:, part.stop :]], dim=1)
+            z = torch.cat([z, codes.to(z.dtype)], dim=1)  # (B, d + K)
+        return z
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> mu (B, d), logvar (B, d), categorical logits (B, K), flat latent z (B, d + K), image logits."""
+        mu, logvar, category_logits = self.encode_all(x)
+        z = self.sample_latent(mu, logvar, category_logits)
         return mu, logvar, category_logits, z, self.decode(z)

@@ -85,8 +85,8 @@ class TrainConfig:
     # while the code read fresh renders right 56-77% of the time.
     label_shift: int = 0
     label_batch: int = 16  # labelled images encoded at every step
-    # The labelled images are also reconstructed with their true class as the part's code: the label is observed
-    # there, as Kingma et al. 2014 (M2, eq. 6) treat labelled data. Without it the decoder learns a class only
+    # The labelled images are also reconstructed with their true class as the part's code (VAE.sample_latent's
+    # `observed`, Kingma et al. 2014's M2, eq. 6). Without it the decoder learns a class only
     # from the unlabelled images the encoder puts in it, and digits_joint_vae drew a 6 for classes 5 and 8.
     label_decode: bool = False
     # optimisation
@@ -526,12 +526,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             terms.update(label_ce=supervised.detach())
             if cfg.label_decode:
                 with autocast:
-                    z_l = mu_l + torch.randn_like(mu_l) * torch.exp(0.5 * logvar_l)  # (L, d)
-                    codes = model.category_codes(logits_l)  # (L, K): a relaxed sample of every part
-                    part = labelled.part
-                    truth = nn.functional.one_hot(label_classes, part.stop - part.start).to(codes.dtype)
-                    codes = torch.cat([codes[:, : part.start], truth, codes[:, part.stop :]], dim=1)
-                    image_logits = model.decode(torch.cat([z_l, codes.to(z_l.dtype)], dim=1))
+                    z_l = model.sample_latent(mu_l, logvar_l, logits_l, observed=(labelled.part, label_classes))
+                    image_logits = model.decode(z_l)  # (L, C, H, W)
                 labelled_recon = reconstruction(image_logits, x_labelled, objective.likelihood)
                 loss = loss + labelled_recon
                 terms.update(label_recon=labelled_recon.detach())

@@ -2,6 +2,7 @@
 
     dim_range(manifest, 3)                 # (low, high) of continuous dim 3
     dim_range(manifest, 3, bound=20.0)     # the same, within the service's latent bound
+    default_ranges(manifest, bound=20.0)   # every flat dim's, None for a categorical part's entries
 
 The range covers both the prior N(0, 1) within ``SPAN`` standard deviations, [-3, 3], and the dim's
 encodings, its mean of mu over the training data +- ``SPAN`` standard deviations: 99.7% of either lies within
@@ -38,3 +39,10 @@ def dim_range(manifest: Manifest, dim: int, bound: float = math.inf) -> tuple[fl
     if layout.continuous <= dim < layout.continuous + layout.classes:
         raise ValueError(f"dim: {dim} is an entry of a categorical part, which takes classes, not a range")
     return stat_range(manifest.latent_stats[dim] if dim < layout.continuous else None, bound)
+
+
+def default_ranges(manifest: Manifest, bound: float = math.inf) -> list[tuple[float, float] | None]:
+    """Every flat latent dim's range, in order; None for the entries of a categorical part."""
+    layout = manifest.layout
+    categorical = range(layout.continuous, layout.continuous + layout.classes)
+    return [None if j in categorical else dim_range(manifest, j, bound) for j in range(layout.size)]
