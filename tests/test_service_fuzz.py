@@ -22,7 +22,7 @@ KEY = "fuzz-key-0123"
 EXAMPLES_PER_OPERATION = 400  # with 11 operations and schemathesis' phases: about 5,500 cases
 SEED = 14
 MIN_CASES = 5000
-RUN_TIMEOUT_S = 480  # the run takes about 3 minutes on 2 cores; this only stops a hang
+RUN_TIMEOUT_S = 480  # the run takes 1.5-3 minutes on 2 cores; this only stops a hang
 
 
 def _statuses(metrics: str) -> dict[str, float]:
@@ -54,8 +54,11 @@ def test_schemathesis_finds_no_5xx_and_no_undocumented_status(smoke_artifact: Pa
             str(EXAMPLES_PER_OPERATION),
             "--seed",
             str(SEED),
+            # One worker: with two threads, hypothesis' ast.parse of strategy lambdas sometimes dies with CPython
+            # 3.11's "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905), a crash of
+            # the generator, not a finding about the server.
             "--workers",
-            "2",
+            "1",
             "--generation-database",
             "none",
             "--continue-on-failure",
