@@ -25,6 +25,7 @@ from training.objectives import (
     compute_loss,
     discrete_capacity,
     label_cross_entropy,
+    label_squared_error,
     tc_decomposition,
 )
 from training.train import CHECKPOINT, LOG, LabelledSubset, TrainConfig, load_checkpoint, train
@@ -172,9 +173,9 @@ def test_labelled_draws_are_shifted_copies_of_the_labelled_images_and_repeat_on_
     dataset = get_dataset("digits")
     cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_batch=8, label_shift=3)
     subset = LabelledSubset.build(cfg, dataset)
-    images, labels = subset.batch(seed=0, rank=0, step=5)
-    again, _ = subset.batch(seed=0, rank=0, step=5)
-    assert images.shape == (8, 1, 64, 64) and labels.shape == (8,)
+    images, labels, targets = subset.batch(seed=0, rank=0, step=5)
+    again, _, _ = subset.batch(seed=0, rank=0, step=5)
+    assert images.shape == (8, 1, 64, 64) and labels.shape == (8,) and targets.shape == (8, 0)
     torch.testing.assert_close(images, again)
     originals = subset.images.float() / 255  # (L, C, H, W)
     for image, label in zip(images, labels, strict=True):
@@ -192,6 +193,36 @@ def test_labelled_draws_are_shifted_copies_of_the_labelled_images_and_repeat_on_
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_batch=0)
     with pytest.raises(ValueError, match="label_decode needs few-label supervision"):
         joint(tmp_path, label_decode=True)
+
+
+def test_tied_continuous_factors_are_the_standardised_ground_truth_of_the_labelled_images(tmp_path: Path) -> None:
+    from training.data import get_dataset
+
+    dataset = get_dataset("digits")
+    cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="rotation, thickness")
+    subset = LabelledSubset.build(cfg, dataset)
+    assert subset.targets.shape == (len(subset.labels), 2)
+    # Rotations -45..45 in steps of 15 have mean 0 and standard deviation 30: 45 degrees reads 1.5.
+    assert set(np.round(subset.targets[:, 0].double().numpy(), 4).tolist()) == {-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5}
+    # Thickness -1, -0.5, 0, 0.5: mean -0.25, standard deviation sqrt(0.3125).
+    expected = (np.array([-1.0, -0.5, 0.0, 0.5]) + 0.25) / math.sqrt(0.3125)
+    assert set(np.round(subset.targets[:, 1].double().numpy(), 4).tolist()) == set(np.round(expected, 4).tolist())
+    _, _, drawn = subset.batch(seed=0, rank=0, step=3)
+    assert drawn.shape == (cfg.label_batch, 2)
+    # the squared error sums over the tied dims and averages over the images
+    mu, targets = torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[0.0, 2.0], [0.0, 0.0]])
+    assert float(label_squared_error(mu, targets)) == pytest.approx((1 + 4) / 2)
+    with pytest.raises(ValueError, match="label_continuous needs few-label supervision"):
+        joint(tmp_path, label_continuous="rotation")
+    with pytest.raises(ValueError, match=r"\['posX'\] change when label_shift moves the image"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_shift=2, label_continuous="posX")
+    with pytest.raises(ValueError, match="names 5 factors for 4 continuous dims"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="a,b,c,d,e")
+    with pytest.raises(ValueError, match="unique"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="scale,scale")
+    with pytest.raises(ValueError, match="expected factors among .* got 'colour'"):
+        unknown = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="colour")
+        LabelledSubset.build(unknown, dataset)
 
 
 def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path: Path) -> None:
@@ -228,6 +259,8 @@ def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path
 @pytest.mark.parametrize("label_decode", [False, True])
 def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path: Path, label_decode: bool) -> None:
     labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0, "label_decode": label_decode}
+    if label_decode:  # the continuous ties ride along on one of the two runs
+        labels["label_continuous"] = "rotation,scale"
     straight = train(joint(tmp_path, name="straight", **labels))
     train(joint(tmp_path, name="interrupted", steps=10, **labels))
     resumed = train(joint(tmp_path, name="interrupted", **labels), resume=True)
@@ -239,9 +272,11 @@ def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path:
     if label_decode:
         # The labelled images' own reconstruction, per image like the batch's: the same scale, the same images.
         assert all(0.5 < r["label_recon"] / r["recon"] < 2 for r in records)
+        assert all(r["label_mse"] > 0 for r in records)
     else:
-        assert all("label_recon" not in r for r in records)
+        assert all("label_recon" not in r and "label_mse" not in r for r in records)
     manifest = export_run(straight, tmp_path / "artifact")
+    assert manifest.hyperparameters.get("label_continuous") == labels.get("label_continuous")
     assert manifest.hyperparameters["label_decode"] is label_decode
     assert manifest.hyperparameters["label_fraction"] == 0.01
     assert manifest.hyperparameters["label_factor"] == "digit"

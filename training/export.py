@@ -255,6 +255,8 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
         keys += ["capacity_gamma", "disc_capacity_max", "disc_capacity_steps"]
         if cfg.label_fraction > 0:
             keys += ["label_fraction", "label_factor", "label_weight", "label_batch", "label_shift", "label_decode"]
+            if cfg.label_continuous:
+                keys.append("label_continuous")
     if cfg.lr_decay_steps > 0:
         keys.append("lr_decay_steps")
     if cfg.beta_anneal_steps > 0:

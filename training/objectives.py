@@ -253,6 +253,13 @@ def label_cross_entropy(part_logits: torch.Tensor, labels: torch.Tensor) -> torc
     return F.cross_entropy(part_logits.float(), labels)
 
 
+def label_squared_error(mu: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Few-label supervision of continuous factors (Locatello et al. 2020, section 3, R_s as an L2 loss): (L, m)
+    posterior means of the tied dims and the (L, m) standardised factor values -> the squared error summed over
+    the m dims, averaged over the labelled images."""
+    return (mu.float() - targets).pow(2).sum(1).mean()
+
+
 def warmup_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
 

@@ -38,6 +38,7 @@ from training.objectives import (
     PosteriorMemory,
     compute_loss,
     label_cross_entropy,
+    label_squared_error,
     reconstruction,
 )
 
@@ -89,6 +90,12 @@ class TrainConfig:
     # `observed`, Kingma et al. 2014's M2, eq. 6). Without it the decoder learns a class only
     # from the unlabelled images the encoder puts in it, and digits_joint_vae drew a 6 for classes 5 and 8.
     label_decode: bool = False
+    # Continuous factors tied to continuous dims on the same labelled images, comma-separated: the i-th named
+    # factor to dim i, by a squared error between that dim's posterior mean and the factor's standardised value
+    # (Locatello et al. 2020, section 3, the L2 form of R_s). digits_joint_vae's unsupervised rotation shared its
+    # dims with scale and stroke, and /synthesize drew angles 12.4 degrees off; a factor the shift moves
+    # (posX, posY) cannot be tied while label_shift > 0.
+    label_continuous: str = ""
     # optimisation
     batch_size: int = 64
     lr: float = 5e-4
@@ -126,6 +133,13 @@ class TrainConfig:
         """Index of the categorical part that few-label supervision ties to ``label_factor``."""
         names = [n for n, _ in self.categorical_parts()]
         return names.index(self.label_factor) if self.label_factor in names else 0
+
+    def continuous_labels(self) -> list[str]:
+        """``label_continuous`` parsed: the factor tied to each of the first continuous dims, in dim order."""
+        names = [n.strip() for n in self.label_continuous.split(",") if n.strip()]
+        if len(set(names)) < len(names):
+            raise ValueError(f"label_continuous: factor names must be unique, got {names}")
+        return names
 
     def objective_config(self, dataset_size: int) -> ObjectiveConfig:
         return ObjectiveConfig(
@@ -180,6 +194,14 @@ class TrainConfig:
             raise ValueError(f"label_shift must be >= 0 pixels, got {self.label_shift}")
         if self.label_weight < 0:
             raise ValueError(f"label_weight must be >= 0, got {self.label_weight}")
+        tied = self.continuous_labels()
+        if tied and self.label_fraction == 0:
+            raise ValueError("label_continuous needs few-label supervision: set label_fraction > 0")
+        if len(tied) > self.latent_dim:
+            raise ValueError(f"label_continuous names {len(tied)} factors for {self.latent_dim} continuous dims")
+        moved = sorted({"posX", "posY"} & set(tied))
+        if moved and self.label_shift > 0:
+            raise ValueError(f"label_continuous: {moved} change when label_shift moves the image; set label_shift = 0")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -410,6 +432,7 @@ class LabelledSubset:
     images: torch.Tensor  # (L, C, H, W) uint8
     labels: torch.Tensor  # (L,) int64
     part: slice  # the supervised part's columns of the categorical logits
+    targets: torch.Tensor  # (L, m) float32: the tied continuous factors, standardised (m = 0 when none)
     batch_size: int = 16  # images drawn at every step (cfg.label_batch)
     shift: int = 0  # each draw moves every image by up to this many pixels (cfg.label_shift)
 
@@ -435,9 +458,18 @@ class LabelledSubset:
         images = torch.from_numpy((dataset.images(indices) * 255).round().astype(np.uint8))
         labels = torch.from_numpy(dataset.index_to_factors(indices)[:, names.index(cfg.label_factor)].astype(np.int64))
         start = sum(k for _, k in parts[:which])
-        return cls(images, labels, slice(start, start + classes), cfg.label_batch, cfg.label_shift)
+        columns = []
+        for tied in cfg.continuous_labels():
+            if tied not in names:
+                raise ValueError(f"label_continuous: expected factors among {names}, got {tied!r}")
+            values = np.asarray(dataset.factors[names.index(tied)].values, dtype=np.float64)
+            value = values[dataset.index_to_factors(indices)[:, names.index(tied)]]
+            # Standardised over the factor's grid: its values then span the prior's bulk, about [-1.7, 1.7].
+            columns.append((value - values.mean()) / values.std())
+        targets = torch.from_numpy(np.stack(columns, axis=1) if columns else np.zeros((count, 0))).float()
+        return cls(images, labels, slice(start, start + classes), targets, cfg.label_batch, cfg.label_shift)
 
-    def batch(self, seed: int, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, seed: int, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([seed, rank, step, 1])
         picked = torch.from_numpy(rng.integers(0, len(self.labels), size=self.batch_size))
         images = self.images[picked].float().div_(255)  # (L, C, H, W)
@@ -448,7 +480,7 @@ class LabelledSubset:
             h, w = images.shape[-2:]
             offsets = rng.integers(0, 2 * s + 1, size=(self.batch_size, 2))
             images = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets)])
-        return images, self.labels[picked]  # (L, C, H, W), (L,)
+        return images, self.labels[picked], self.targets[picked]  # (L, C, H, W), (L,), (L, m)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -517,13 +549,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if labelled is not None:
             # The supervised term reads the labelled images' categorical logits (and label_decode their decoding).
             # (Under DDP the encoder's gradients from both passes are summed before its hooks fire, so they sync.)
-            x_labelled, label_classes = labelled.batch(cfg.seed, ddp.rank, step)
-            x_labelled, label_classes = x_labelled.to(device), label_classes.to(device)  # (L, C, H, W), (L,)
+            x_labelled, label_classes, targets = (t.to(device) for t in labelled.batch(cfg.seed, ddp.rank, step))
             with autocast:
-                mu_l, logvar_l, logits_l = model.encode_all(x_labelled)
+                mu_l, logvar_l, logits_l = model.encode_all(x_labelled)  # (L, d), (L, d), (L, K)
             supervised = label_cross_entropy(logits_l[:, labelled.part], label_classes)
             loss = loss + cfg.label_weight * supervised
             terms.update(label_ce=supervised.detach())
+            if targets.shape[1]:
+                tied = label_squared_error(mu_l[:, : targets.shape[1]], targets)
+                loss = loss + cfg.label_weight * tied
+                terms.update(label_mse=tied.detach())
             if cfg.label_decode:
                 with autocast:
                     z_l = model.sample_latent(mu_l, logvar_l, logits_l, observed=(labelled.part, label_classes))
