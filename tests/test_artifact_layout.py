@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.contract.manifest import SCHEMA_VERSION, CategoricalPart, LatentLayout, Manifest, read_manifest
+from service.contract.manifest import (
+    SCHEMA_VERSION,
+    CategoricalPart,
+    LatentLayout,
+    Manifest,
+    read_manifest,
+    write_manifest,
+)
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -127,3 +134,12 @@ def test_factor_on_a_categorical_part_must_name_its_classes_and_dims() -> None:
     calibration["factors"][0]["dims"] = [d, d + 1]
     manifest = Manifest.model_validate({**raw, "latent_dim": d + 2, "layout": layout, "calibration": calibration})
     assert manifest.calibration is not None and manifest.calibration.factors[0].classes == [0, 1]
+
+
+def test_a_version_1_manifest_written_again_stays_version_1(tmp_path: Path) -> None:
+    """eval rewrites shipped manifests; the layout a version 1 file implies must not turn up in it."""
+    (tmp_path / "manifest.json").write_text(json.dumps({**_manifest_dict(), "schema_version": 1}))
+    write_manifest(tmp_path, read_manifest(tmp_path))
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    assert raw["schema_version"] == 1 and "layout" not in raw
+    assert read_manifest(tmp_path).layout == LatentLayout(continuous=raw["latent_dim"])

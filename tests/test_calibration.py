@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from service.contract.calibration import FactorRequestError, latent_for
-from service.contract.manifest import FactorSpec, FactorValue
-from training.calibrate import calibrate, calibrate_groups, select_dims, shared_groups
+from service.contract.manifest import Calibration, FactorCalibration, FactorSpec, FactorValue
+from training.calibrate import calibrate, calibrate_groups, grow_groups, select_dims, shared_groups
 from training.evaluate.source import CodeSource
 
 SHAPES: list[FactorValue] = ["square", "ellipse", "heart"]
@@ -139,7 +139,8 @@ def test_factors_sharing_a_dim_are_looked_up_jointly_and_round_trip() -> None:
     assert {f.name: f.dims for f in additive.factors}["scale"] == [0]
     source = CodeSource.from_function([len(s.values) for s in SPECS], interacting, [s.name for s in SPECS])
     joint = calibrate_groups(additive, source, np.random.default_rng(0), draws=4)
-    assert [g.factors for g in joint.groups] == [["shape", "scale"]]
+    # shape and scale share dim 0; orientation (8 values) joins their table, posX (10) would make it too big
+    assert [g.factors for g in joint.groups] == [["shape", "scale", "orientation"]]
     worst_additive = 0.0
     for row in grid()[::7]:
         request = {spec.name: spec.values[row[j]] for j, spec in enumerate(SPECS)}
@@ -155,11 +156,36 @@ def test_group_offsets_leave_dims_no_grouped_factor_moves_exactly_alone() -> Non
     classes = grid()
     source = CodeSource.from_function([len(s.values) for s in SPECS], interacting, [s.name for s in SPECS])
     joint = calibrate_groups(calibrate(interacting(classes), classes, SPECS), source, np.random.default_rng(1), 2)
-    offsets = np.array(joint.groups[0].offsets)  # (18, 3)
-    assert np.abs(offsets[:, 1:]).max() == 0.0
+    offsets = np.array(joint.groups[0].offsets)  # (3 * 6 * 8, 3)
+    assert offsets.shape == (144, 3) and np.abs(offsets[:, 1]).max() == 0.0
     for c, shape in enumerate(SHAPES):
         mean_over_scale = SHAPE_CODE[c] * np.mean(np.array(SPECS[1].values, dtype=float))
         assert latent_for(joint, {"shape": shape})[0] == pytest.approx(mean_over_scale, abs=1e-4)
+
+
+def factor(name: str, values: int, dims: list[int], part: str | None = None) -> FactorCalibration:
+    return FactorCalibration(
+        name=name, values=list(range(values)), dims=dims, codes=[[0.0] * len(dims)] * values, part=part,
+        classes=list(range(values)) if part else None,
+    )  # fmt: skip
+
+
+def test_groups_grow_by_the_carried_factors_with_fewest_values_while_the_table_stays_small() -> None:
+    calibration = Calibration(
+        base=[0.0] * 14,
+        factors=[
+            factor("shape", 3, [0, 1]), factor("orientation", 40, [0, 1]), factor("scale", 6, [2]),
+            factor("posX", 32, [3]), factor("stroke", 4, []), factor("digit", 10, list(range(4, 14)), part="digit"),
+        ],
+    )  # fmt: skip
+    # scale joins (3 * 40 * 6 = 720 combinations); posX would make 23,040; stroke is not carried by any dim and
+    # a factor on a categorical part is looked up there
+    assert grow_groups([[0, 1]], calibration) == [[0, 1, 2]]
+    assert grow_groups([[0, 1]], calibration, max_cells=719) == [[0, 1]]
+    assert grow_groups([[0, 1]], calibration, max_cells=10**6) == [[0, 1, 2, 3]]
+    # groups stay disjoint: a factor one group took in is not offered to the next
+    assert grow_groups([[0, 1], [3, 2]], calibration, max_cells=10**6) == [[0, 1], [2, 3]]
+    assert grow_groups([], calibration) == []
 
 
 def test_groups_with_too_many_combinations_stay_additive() -> None:

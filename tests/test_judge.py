@@ -197,7 +197,27 @@ def test_eval_judge_only_names_what_is_missing(smoke_artifact: Path, calibrated:
     assert main(["eval", str(calibrated), "--judge-only", "--judges", str(tmp_path)]) == 2
     assert "no factor judge for dataset 'dsprites'" in capsys.readouterr().err
     assert main(["eval", str(calibrated), "--judge-only", "--table-only"]) == 2
-    assert "expected one of them, received both" in capsys.readouterr().err
+    assert "--table-only and --judge-only: expected at most one of them, received 2" in capsys.readouterr().err
+
+
+def test_eval_calibration_only_remeasures_what_reads_the_calibration_and_keeps_the_rest(
+    calibrated: Path, tmp_path: Path, capsys
+) -> None:
+    folder = tmp_path / "models" / "smoke"
+    shutil.copytree(calibrated, folder)
+    before = read_manifest(folder)
+    assert main(["eval", str(folder), "--calibration-only", "--quick"]) == 0
+    after = read_manifest(folder)
+    assert after.calibration is not None and after.calibration != before.calibration
+    assert after.calibration.recovery and after.calibration.agreement
+    # the representation metrics are the calibration's neighbours in the manifest, not its readers: kept
+    assert after.metrics["mig"] == 0.123
+    assert after.metrics["export_parity_max_abs_diff"] == before.metrics["export_parity_max_abs_diff"]
+    assert {"synthesis_iou", "recovery.shape", "judged.shape", "judged.requests"} <= set(after.metrics)
+    # the synthesis the service answers reads the new calibration
+    card = (folder / "card" / "card.md").read_text()
+    assert f"| shape | {after.metrics['judged.shape']:.3f} |" in card
+    assert "| smoke |" in capsys.readouterr().out
 
 
 def test_judged_images_are_the_pngs_the_service_answers(calibrated: Path) -> None:

@@ -226,8 +226,8 @@ def write_card_text(folder: Path, manifest: Manifest) -> Path:
         for group in manifest.calibration.groups:
             lines += [
                 "",
-                f"Calibrated jointly, as they share dims: {', '.join(group.factors)} "
-                f"({len(group.offsets):,} combinations).",
+                f"Looked up jointly (factors that share dims, with those a small table takes in): "
+                f"{', '.join(group.factors)} ({len(group.offsets):,} combinations).",
             ]
     for caption, file in pictures:
         lines += ["", f"**{caption}**", "", f"![{caption}]({file})"]

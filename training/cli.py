@@ -188,15 +188,35 @@ def judge_one(folder: Path, judges: Path | None) -> Manifest:
     return manifest
 
 
-def run_eval(paths: list[Path], quick: bool, table_only: bool, judge_only: bool, judges: Path | None) -> None:
+def recalibrate_one(folder: Path, quick: bool, judges: Path | None) -> Manifest:
+    """Only the calibration of one artifact and the figures read through it, into its manifest and card.md (with
+    the traversal redrawn, so that the picture follows the contract's range rule its caption states)."""
+    from service.contract.manifest import CARD_DIR, write_manifest
+    from training.card import traversal_grid, write_card_text
+    from training.evaluate.artifact_eval import recalibrate_artifact
+    from training.evaluate.onnx_model import OnnxModel
+
+    print(f"calibrating {folder} ...", file=sys.stderr, flush=True)
+    manifest, _ = recalibrate_artifact(folder, quick=quick, judges=judges)
+    write_manifest(folder, manifest)
+    (folder / CARD_DIR).mkdir(exist_ok=True)
+    traversal_grid(OnnxModel(folder)).save(folder / CARD_DIR / "traversal.png")
+    write_card_text(folder, manifest)
+    return manifest
+
+
+def run_eval(paths: list[Path], quick: bool, only: str, judges: Path | None) -> None:
+    """``only``: "" (everything), "table", "judge" or "calibration"."""
     from service.contract.manifest import read_manifest
     from training.evaluate.table import markdown_table
 
     folders = artifact_folders(paths)
-    if table_only:
+    if only == "table":
         manifests = [read_manifest(f) for f in folders]
-    elif judge_only:
+    elif only == "judge":
         manifests = [judge_one(f, judges) for f in folders]
+    elif only == "calibration":
+        manifests = [recalibrate_one(f, quick, judges) for f in folders]
     else:
         manifests = [evaluate_one(f, quick, judges) for f in folders]
     print(markdown_table(manifests))
@@ -228,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument(
         "--judge-only", action="store_true",
         help="only the factor judge's asked-for figures (judged.*); every other figure stays as it is",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--calibration-only", action="store_true",
+        help="only the calibration and the figures read through it (synthesis, recovery, judged.*); the "
+        "representation metrics stay as they are",
     )  # fmt: skip
     evaluate.add_argument("--judges", type=Path, help="folder of factor judges by dataset (default: judges/)")
 
@@ -273,9 +298,11 @@ def main(argv: list[str] | None = None) -> int:
             shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
             print(f"wrote {judged.config['out']} (held out: {shown})")
         elif args.command == "eval":
-            if args.table_only and args.judge_only:
-                raise ValueError("--table-only and --judge-only: expected one of them, received both")
-            run_eval(args.paths, args.quick, args.table_only, args.judge_only, args.judges)
+            chosen = [m for m in ("table", "judge", "calibration") if getattr(args, f"{m}_only")]
+            if len(chosen) > 1:
+                given = " and ".join(f"--{m}-only" for m in chosen)
+                raise ValueError(f"{given}: expected at most one of them, received {len(chosen)}")
+            run_eval(args.paths, args.quick, chosen[0] if chosen else "", args.judges)
     except (ValueError, FileNotFoundError) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2

@@ -323,9 +323,11 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    """Write atomically, so a reader never sees half a manifest."""
+    """Write atomically, so a reader never sees half a manifest. A version 1 manifest (re-evaluated, say) stays
+    version 1: its layout is implied, all-continuous, and written out it would be a field version 1 lacks."""
     target = folder / MANIFEST_NAME
     tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(manifest.model_dump_json(indent=2) + "\n")
+    implied = {"layout"} if manifest.schema_version == 1 else None
+    tmp.write_text(manifest.model_dump_json(indent=2, exclude=implied) + "\n")
     tmp.replace(target)
     return target

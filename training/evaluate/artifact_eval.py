@@ -3,6 +3,7 @@
     disentangle-train eval models/dsprites_beta_tcvae          # writes metrics + calibration + card/
     disentangle-train eval models/                             # every artifact in the folder, then one table
     disentangle-train eval models/ --judge-only                # only the factor judge's asked-for figures
+    disentangle-train eval models/ --calibration-only          # the calibration and every figure read through it
 
 With a factor judge for the dataset (judges/<dataset>, ``training/judge``), the evaluation ends with the
 judged synthesis (``judged_synthesis.py``): the judge reads what ``/synthesize`` draws for every factor value.
@@ -130,25 +131,31 @@ def evaluate(
     if not isinstance(dataset, FactorDataset):
         return Evaluation(metrics, None, None, [])
 
-    names = [f.name for f in dataset.factors]
     metrics.update(evaluate_representation(dataset, model.mean, rng, settings, stage))
+    found = calibrate_artifact(model, dataset, settings, rng, stage)
+    return Evaluation({**metrics, **found.metrics}, found.calibration, found.mutual_information, found.factor_names)
+
+
+def calibrate_artifact(
+    model: OnnxModel, dataset: FactorDataset, settings: EvaluationSettings, rng: np.random.Generator, stage: Stage
+) -> Evaluation:
+    """The factor calibration, and the synthesis figures read through it (IoU, agreement, recovery)."""
     stage("calibration")
     classes = dataset.sample_factors(settings.num_train, rng)
     codes = model.mean(dataset.render(classes))
     information = mutual_information_matrix(codes, classes, settings.bins) / factor_entropies(classes)[None, :]
     specs = [FactorSpec(name=f.name, values=list(f.values)) for f in dataset.factors]
-    calibration = calibrate(codes, classes, specs, settings.bins, layout=manifest.layout)
+    calibration = calibrate(codes, classes, specs, settings.bins, layout=model.manifest.layout)
     calibration = calibrate_groups(calibration, CodeSource.from_dataset(dataset, model.mean), rng)
     stage("synthesis")
     quality = synthesis_quality(model, dataset, calibration, rng, SYNTHESIS_SAMPLES)
-    metrics.update(quality)
     calibration = calibration.model_copy(
         update={
             "agreement": {k: v for k, v in quality.items() if k.startswith("synthesis")},
             "recovery": {k.split(".", 1)[1]: v for k, v in quality.items() if k.startswith("recovery.")},
         }
     )
-    return Evaluation(metrics, calibration, information, names)
+    return Evaluation(dict(quality), calibration, information, [f.name for f in dataset.factors])
 
 
 def judged_metrics(
@@ -178,6 +185,25 @@ def evaluate_artifact(
     result.metrics.update(judged_metrics(model, dataset, result.calibration, judges, seed))
     metrics = {**without_judged(manifest.metrics), **result.metrics}
     updated = manifest.model_copy(update={"metrics": metrics, "calibration": result.calibration})
+    return Manifest.model_validate(updated.model_dump()), result
+
+
+def recalibrate_artifact(
+    folder: Path, quick: bool = False, seed: int = 0, judges: Path | None = None
+) -> tuple[Manifest, Evaluation]:
+    """Only the calibration of ``folder``'s artifact and what reads it (synthesis IoU and recovery, the judged
+    figures); the representation metrics (MIG, DCI, ...) stay as they are, since the calibration moves none
+    of them. For a change of the calibration rules, without the minutes of a full evaluation."""
+    model = OnnxModel(folder)
+    manifest = model.manifest
+    dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+    if not isinstance(dataset, FactorDataset):
+        raise ValueError(f"{folder}: dataset {manifest.dataset.name!r} has no factors to calibrate")
+    settings = QUICK if quick else EvaluationSettings()
+    result = calibrate_artifact(model, dataset, settings, np.random.default_rng(seed), no_stage)
+    result.metrics.update(judged_metrics(model, dataset, result.calibration, judges, seed))
+    kept = {k: v for k, v in without_judged(manifest.metrics).items() if k not in result.metrics}
+    updated = manifest.model_copy(update={"metrics": {**kept, **result.metrics}, "calibration": result.calibration})
     return Manifest.model_validate(updated.model_dump()), result
 
 
