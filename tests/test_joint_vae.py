@@ -16,6 +16,7 @@ from service.contract.manifest import FactorSpec, LatentLayout, read_manifest
 from training.calibrate import calibrate
 from training.card import traversal_grid
 from training.evaluate.onnx_model import OnnxModel
+from training.evaluate.table import row as table_row
 from training.export import export_run
 from training.models import VAE, gumbel_softmax_sample
 from training.objectives import (
@@ -277,6 +278,8 @@ def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path:
         assert all("label_recon" not in r and "label_mse" not in r for r in records)
     manifest = export_run(straight, tmp_path / "artifact")
     assert manifest.hyperparameters.get("label_continuous") == labels.get("label_continuous")
+    # the zoo table names the label fraction beside the unsupervised models
+    assert table_row(manifest)[1] == "joint_vae (1% labels)"
     assert manifest.hyperparameters["label_decode"] is label_decode
     assert manifest.hyperparameters["label_fraction"] == 0.01
     assert manifest.hyperparameters["label_factor"] == "digit"

@@ -14,7 +14,7 @@ requested image at IoU 0.70, looking the combination up jointly at 0.84, as good
 reconstructions of real images (0.85). A group then takes in further factors (``grow_groups``) while its
 table stays small: a finer table is a mean over images closer to the one asked for. On the dSprites VAE, shape
 and orientation share dims and scale has its own, yet the shared dims' code also moves with scale; averaged
-over scale, one in seven requests drew the wrong shape (asked-for shape 0.856), looked up with scale 0.914.
+over scale, one in seven requests drew the wrong shape (asked-for shape 0.856); looked up with scale, 0.918.
 
 With a categorical latent part in the layout (JointVAE, InfoGAN) the part is tied to one factor: the factor of
 the same name, or else the one its most probable class tells most about. Each value of that factor maps onto

@@ -36,9 +36,13 @@ def row(manifest: Manifest) -> list[str]:
         beta = f"C={h['capacity_max']}"
     synthesis = m.get("synthesis_iou", m.get("synthesis_corr"))
     estimator = f"{h['estimator']}, memory {h['tc_memory']}" if h.get("tc_memory") else h.get("estimator")
+    # A model trained with few labels says so beside the unsupervised ones (Locatello et al. 2020's setting).
+    notes = [str(estimator)] if estimator else []
+    if float(h.get("label_fraction", 0) or 0) > 0:
+        notes.append(f"{float(h['label_fraction']):.0%} labels")
     return [
         manifest.name,
-        manifest.objective + (f" ({estimator})" if estimator else ""),
+        manifest.objective + (f" ({', '.join(notes)})" if notes else ""),
         _number(beta, 1) if isinstance(beta, float) else str(beta or "-"),
         _number(m.get("mig")),
         _number(m.get("factor_vae")),
