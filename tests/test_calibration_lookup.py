@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.contract.calibration import FactorRequestError, group_cells, latent_for
-from service.contract.manifest import Calibration, FactorCalibration, FactorGroup
+from service.contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue
 
 CALIBRATION = Calibration(
     base=[0.5, 0.0, -1.0, 2.0],
@@ -96,13 +96,32 @@ def test_grouped_factors_take_the_offset_of_their_combination_on_every_dim() -> 
     assert latent_for(GROUPED, {"shape": "heart", "scale": 0.5, "posX": 1.0}).tolist() == [1.5, 4.0, 40.0, 2.0]
 
 
-def test_a_grouped_numeric_factor_interpolates_and_one_left_out_is_averaged() -> None:
+def test_a_grouped_numeric_factor_interpolates_and_one_left_out_takes_its_typical_value() -> None:
     z = latent_for(GROUPED, {"shape": "square", "scale": 0.75})
     assert z.tolist() == pytest.approx([0.5 - 2.0, 0.0, -1.0, 2.25])
-    # scale left out: the mean over its two values; shape left out: the mean over its three.
-    assert latent_for(GROUPED, {"shape": "ellipse"}).tolist() == pytest.approx([1.0, 0.0, -1.0, 1.75])
-    assert latent_for(GROUPED, {"scale": 1.0}).tolist() == pytest.approx([0.5, 0.0, -1.0, 2.0])
+    # shape left out: ellipse, whose rows average (0.5, 0, 0, -0.25), nearest the table's mean (0, 0, 0, 0);
+    # square's average is (-2, 0, 0, 0.25) and heart's (1.5, 0, 0, 0)
+    assert latent_for(GROUPED, {"scale": 1.0}).tolist() == pytest.approx([0.5 + 1.0, 0.0, -1.0, 2.0 - 0.5])
+    # scale left out: both values average to the table's mean over shapes, and the first is taken
+    assert latent_for(GROUPED, {"shape": "ellipse"}).tolist() == pytest.approx([0.5, 0.0, -1.0, 2.0])
     assert latent_for(GROUPED, {"posX": 0.0}).tolist() == [0.5, 0.0, 0.0, 2.0]
+
+
+def test_a_factor_on_a_circle_left_out_takes_a_point_of_the_circle_not_its_middle() -> None:
+    """dSprites' shape and orientation share two dims on which orientation draws a circle whose radius is the
+    shape: the average over orientations is the centre, where every shape is the same round blob."""
+    shapes: list[FactorValue] = ["square", "ellipse", "heart"]
+    angles = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    radii = [1.0, 2.0, 3.0]
+    factors = [
+        FactorCalibration(name="shape", values=shapes, dims=[0, 1], codes=[[0.0, 0.0]] * 3),
+        FactorCalibration(name="orientation", values=angles.tolist(), dims=[0, 1], codes=[[0.0, 0.0]] * 8),
+    ]
+    offsets = [[r * np.cos(a), r * np.sin(a)] for r in radii for a in angles]
+    group = FactorGroup(factors=["shape", "orientation"], offsets=offsets)
+    table = Calibration(base=[0.0, 0.0], factors=factors, groups=[group])
+    for shape, radius in zip(shapes, radii, strict=True):
+        assert np.hypot(*latent_for(table, {"shape": shape})) == pytest.approx(radius, abs=1e-6)
 
 
 def test_a_table_written_in_group_cells_order_is_read_back_combination_by_combination() -> None:

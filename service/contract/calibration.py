@@ -13,8 +13,11 @@ Rules, so a caller can predict the vector:
   E[z | a] + E[z | b] - E[z] = f(a) + g(b) for z = f(a) + g(b)).
 - Factors of a group (``calibration.groups``: factors that share dims, e.g. shape, scale and orientation all
   on two dims) are looked up jointly: the group adds the offset of the requested combination, interpolated like
-  a single factor along each numeric factor, and averaged over the values of a grouped factor left out of the
-  request. A group none of whose factors is requested adds nothing.
+  a single factor along each numeric factor. A grouped factor left out of the request takes its typical value:
+  the one whose rows, averaged over the rest of the table, lie nearest the table's mean. Averaged over its
+  values instead, a factor whose codes lie on a circle (dSprites' orientation, on the two dims it shares with
+  shape) gave the middle of the circle, which draws a round blob for every shape. A group none of whose
+  factors is requested adds nothing.
 
 Pure numpy and ``service.contract.manifest``: the service imports this, and training imports it from here.
 """
@@ -89,13 +92,21 @@ def group_cells(sizes: Sequence[int]) -> np.ndarray:
 def _group_offset(
     group: FactorGroup, by_name: Mapping[str, FactorCalibration], request: Mapping[str, FactorValue]
 ) -> np.ndarray:
-    """(d,) offset of a factor group for the requested values of its factors (uniform over those left out)."""
+    """(d,) offset of a factor group for the requested values of its factors (the typical value of those left out)."""
     sizes = [len(by_name[name].values) for name in group.factors]
-    table = group.offset_array.reshape(*sizes, -1)  # (V1, ..., Vm, d): rows in ``group_cells`` order
-    for name, size in zip(group.factors, sizes, strict=True):  # contract the leading factor axis each time
-        weights = _weights(by_name[name], request[name]) if name in request else np.full(size, 1.0 / size)
+    full = group.offset_array.reshape(*sizes, -1)  # (V1, ..., Vm, d): rows in ``group_cells`` order
+    table = full
+    for axis, (name, size) in enumerate(zip(group.factors, sizes, strict=True)):  # contract the leading axis
+        weights = _weights(by_name[name], request[name]) if name in request else np.eye(size)[typical(full, axis)]
         table = np.tensordot(weights, table, axes=(0, 0))
     return table
+
+
+def typical(table: np.ndarray, axis: int) -> int:
+    """Index of the value along ``axis`` of a (V1, ..., Vm, d) table whose mean row, over every other axis, lies
+    nearest the mean of the whole table (the first such value on a tie)."""
+    rows = np.moveaxis(table, axis, 0).reshape(table.shape[axis], -1, table.shape[-1]).mean(axis=1)  # (V, d)
+    return int(np.argmin(((rows - rows.mean(axis=0)) ** 2).sum(axis=1)))
 
 
 def latent_for(calibration: Calibration, request: Mapping[str, FactorValue]) -> np.ndarray:
