@@ -96,9 +96,13 @@ def _group_offset(
     sizes = [len(by_name[name].values) for name in group.factors]
     full = group.offset_array.reshape(*sizes, -1)  # (V1, ..., Vm, d): rows in ``group_cells`` order
     table = full
-    for axis, (name, size) in enumerate(zip(group.factors, sizes, strict=True)):  # contract the leading axis
-        weights = _weights(by_name[name], request[name]) if name in request else np.eye(size)[typical(full, axis)]
-        table = np.tensordot(weights, table, axes=(0, 0))
+    for axis, name in enumerate(group.factors):  # contract the leading factor axis each time
+        if name in request:
+            table = np.tensordot(_weights(by_name[name], request[name]), table, axes=(0, 0))
+        else:
+            if axis not in group._typical:
+                group._typical[axis] = typical(full, axis)
+            table = table[group._typical[axis]]
     return table
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 SCHEMA_VERSION: Literal[2] = 2  # 2: the latent layout (categorical and noise parts); 1 still loads as all-continuous
 MANIFEST_NAME = "manifest.json"
@@ -200,6 +200,10 @@ class FactorGroup(_Strict):
 
     factors: list[str] = Field(min_length=2)
     offsets: list[list[float]]
+
+    # Per factor axis, the typical value that ``service.contract.calibration`` picks for a factor left out of a
+    # request: found once per table, not on every request.
+    _typical: dict[int, int] = PrivateAttr(default_factory=dict)
 
     @cached_property
     def offset_array(self) -> np.ndarray:
