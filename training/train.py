@@ -443,6 +443,9 @@ class LabelledSubset:
         names = [f.name for f in dataset.factors]
         if cfg.label_factor not in names:
             raise ValueError(f"label_factor must be one of {names}, got {cfg.label_factor!r}")
+        unknown = [tied for tied in cfg.continuous_labels() if tied not in names]
+        if unknown:
+            raise ValueError(f"label_continuous: expected factors among {names}, got {unknown[0]!r}")
         factor = dataset.factors[names.index(cfg.label_factor)]
         parts = cfg.categorical_parts()
         which = cfg.label_part()
@@ -456,14 +459,13 @@ class LabelledSubset:
         # Seeded apart from the batches: the same images stay labelled when a run is resumed.
         indices = np.sort(np.random.default_rng([cfg.seed, 7919]).choice(len(dataset), size=count, replace=False))
         images = torch.from_numpy((dataset.images(indices) * 255).round().astype(np.uint8))
-        labels = torch.from_numpy(dataset.index_to_factors(indices)[:, names.index(cfg.label_factor)].astype(np.int64))
+        classes_of = dataset.index_to_factors(indices)  # (L, F)
+        labels = torch.from_numpy(classes_of[:, names.index(cfg.label_factor)].astype(np.int64))
         start = sum(k for _, k in parts[:which])
         columns = []
         for tied in cfg.continuous_labels():
-            if tied not in names:
-                raise ValueError(f"label_continuous: expected factors among {names}, got {tied!r}")
             values = np.asarray(dataset.factors[names.index(tied)].values, dtype=np.float64)
-            value = values[dataset.index_to_factors(indices)[:, names.index(tied)]]
+            value = values[classes_of[:, names.index(tied)]]
             # Standardised over the factor's grid: its values then span the prior's bulk, about [-1.7, 1.7].
             columns.append((value - values.mean()) / values.std())
         targets = torch.from_numpy(np.stack(columns, axis=1) if columns else np.zeros((count, 0))).float()
