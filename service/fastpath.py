@@ -12,13 +12,14 @@ the OpenAPI schema and serve it when ``fast_paths`` is off. Everything else goes
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,6 +46,21 @@ def _documented(path: str, routes: list[BaseRoute]) -> APIRoute:
     raise LookupError(f"no FastAPI route documents the fast path POST {path}")
 
 
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name, the first of repeated ones (as Starlette's ``Headers.get``).
+
+    One pass that the route's few lookups then share: a ``Headers`` object decodes and compares every header
+    again on each ``get``.
+    """
+    headers: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+    return headers
+
+
+EMPTY_QUERY: Mapping[str, str] = MappingProxyType({})
+
+
 async def read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
@@ -62,17 +78,20 @@ class FastRoutes:
         self.owner = owner
         self.settings = settings
         self.routes = {path: (handler, _documented(path, routes)) for path, (handler, routes) in ROUTES.items()}
+        self.keyed = settings.api_key is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.routes:
             await self.app(scope, receive, send)
             return
         handler, scope["route"] = self.routes[scope["path"]]
-        headers = Headers(scope=scope)
+        headers = header_map(scope)
         try:
-            check_api_key(self.settings, bearer_token(headers.get("authorization")))
-            query, state = QueryParams(scope["query_string"]), scope.setdefault("state", {})
-            call = Call(headers, query, partial(read_body, receive), state, self.owner.state)
+            if self.keyed:
+                check_api_key(self.settings, bearer_token(headers.get("authorization")))
+            raw_query = scope["query_string"]
+            query = QueryParams(raw_query) if raw_query else EMPTY_QUERY
+            call = Call(headers, query, partial(read_body, receive), scope.setdefault("state", {}), self.owner.state)
             reply = await handler(call, self.owner.state.registry, self.settings)
         except Exception as error:
             respond = self._error_handler(error)

@@ -1,8 +1,13 @@
 """Structured logs: one JSON object per line, carrying the id of the request being served.
 
-Records are formatted and written by a background thread (``BatchedWriter``): the event loop only builds
-the record and appends it to a deque, so neither the JSON encoding nor a slow stderr pipe holds up requests.
-The request id is read where the record is made, since the writer thread has no request context.
+Records are formatted and written by a background thread (``BatchedWriter``): the event loop only appends
+to a deque, so neither the JSON encoding nor a slow stderr pipe holds up requests. The request id is read
+where the record is made, since the writer thread has no request context.
+
+The access log, one line per request, skips even the LogRecord: ``log_access`` queues a plain tuple
+(``AccessEntry``) and the writer thread turns it into the very line a record would have made. Building a
+LogRecord costs the event loop about 20 us (the time, the thread, the process, the caller's frame), which at
+thousands of requests a second is a visible share of a small request.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import threading
 from collections import deque
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+ACCESS_LOGGER = "disentangle.access"
 FLUSH_S = 0.05  # how long a line may wait to be written
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the JSON.
@@ -27,7 +33,7 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -39,6 +45,47 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class AccessEntry(NamedTuple):
+    """One request as the access log records it; formatted into a line by the writer thread."""
+
+    created: float  # time.time() when the request ended
+    request_id: str
+    method: str
+    path: str
+    status: int
+    endpoint: str  # the route's path template, or "unmatched"
+    model: str
+    seconds: float
+
+    def fields(self) -> dict[str, object]:
+        """What a record of this request carries beyond the standard fields (``extra=``)."""
+        return {
+            "status": self.status,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "ms": round(self.seconds * 1000, 3),
+        }
+
+    def message(self) -> str:
+        return f"{self.method} {self.path} {self.status}"
+
+    def line(self) -> str:
+        """The JSON line ``JsonFormatter`` writes for the equivalent record."""
+        entry = {
+            "time": _timestamp(self.created),
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "message": self.message(),
+            "request_id": self.request_id,
+            **self.fields(),
+        }
+        return json.dumps(entry, default=str)
+
+
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
 
 
 class BatchedWriter(logging.Handler):
@@ -54,7 +101,7 @@ class BatchedWriter(logging.Handler):
         super().__init__()
         self.stream = stream
         self.interval_s = interval_s
-        self._records: deque[logging.LogRecord] = deque()
+        self._records: deque[logging.LogRecord | AccessEntry] = deque()
         self._writing = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
@@ -75,6 +122,9 @@ class BatchedWriter(logging.Handler):
         if record.levelno >= logging.WARNING:
             self.write_pending()
 
+    def access(self, entry: AccessEntry) -> None:
+        self._records.append(entry)
+
     def _run(self) -> None:
         while not self._stopped:
             self._wake.wait(self.interval_s)
@@ -86,6 +136,9 @@ class BatchedWriter(logging.Handler):
             lines = []
             while self._records:
                 record = self._records.popleft()
+                if isinstance(record, AccessEntry):
+                    lines.append(record.line())
+                    continue
                 try:
                     lines.append(self.format(record))
                 except Exception:
@@ -119,6 +172,25 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+
+
+_access = logging.getLogger(ACCESS_LOGGER)
+
+
+def log_access(entry: AccessEntry) -> None:
+    """Queue one access-log line, if the access logger is on at level info.
+
+    Under ``configure_logging`` the entry goes straight to the writer's queue. An app embedded elsewhere, with
+    its own logging set up, gets an ordinary record through its handlers instead.
+    """
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    if _writer is not None and not _access.handlers and _access.propagate and logging.root.handlers == [_writer]:
+        _writer.access(entry)
+        return
+    extra = {"request_id": entry.request_id, **entry.fields()}
+    record = _access.makeRecord(_access.name, logging.INFO, "", 0, entry.message(), (), None, extra=extra)
+    _access.handle(record)
 
 
 @atexit.register

@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import Rejected, internal_error_body, send_error
-from service.logs import request_id
+from service.logs import AccessEntry, log_access, request_id
 from service.metrics import Metrics
 from service.security import TrustedHosts, security_headers
 
-log = logging.getLogger("disentangle.access")
 errors = logging.getLogger("disentangle.error")
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID = 64
@@ -40,6 +40,8 @@ class RequestContext:
         self.max_body = max_body_bytes
         self.hosts = hosts
         self.access_log = access_log
+        # Labelled children by (endpoint, model, status): ``labels()`` validates and locks on every call.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +79,7 @@ class RequestContext:
                 raise  # part of a response is out; all that is left is to drop the connection
             await send_error(send_with_id, 500, internal_error_body(rid))
         finally:
-            self._record(scope, status, time.perf_counter() - start)
+            self._record(scope, rid, status, time.perf_counter() - start)
             request_id.reset(token)
 
     def _limited(self, receive: Receive) -> Receive:
@@ -100,18 +102,19 @@ class RequestContext:
         # The unread body stays on the connection, so it must close rather than be reused.
         await send_error(send, 413, error.body(), [(b"connection", b"close")])
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, rid: str, status: int, seconds: float) -> None:
         route = scope.get("route")
         endpoint = getattr(route, "path", "unmatched")
         model = scope.get("state", {}).get("model", "")
-        self.metrics.requests.labels(endpoint, model, str(status)).inc()
-        self.metrics.latency.labels(endpoint, model).observe(seconds)
-        if self.access_log and log.isEnabledFor(logging.INFO):
-            # makeRecord + handle rather than log.info: the caller lookup (a walk up the stack) is skipped,
-            # and the handler only queues the record for the logging thread.
-            extra = {"status": status, "endpoint": endpoint, "model": model, "ms": round(seconds * 1000, 3)}
-            args = (scope["method"], scope["path"], status)
-            log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "%s %s %d", args, None, extra=extra))
+        key = (endpoint, model, status)
+        children = self._children.get(key)
+        if children is None:
+            requests = self.metrics.requests.labels(endpoint, model, str(status))
+            children = self._children[key] = (requests, self.metrics.latency.labels(endpoint, model))
+        children[0].inc()
+        children[1].observe(seconds)
+        if self.access_log:
+            log_access(AccessEntry(time.time(), rid, scope["method"], scope["path"], status, endpoint, model, seconds))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +53,15 @@ def open_session(path: Path, settings: Settings) -> ort.InferenceSession:
 
 
 @dataclass
-class _Job:
+class _Work:
     rows: np.ndarray
     finish: Finish | None
+
+
+@dataclass
+class _Job(_Work):
+    """Work queued for the inference thread, and the future its request awaits."""
+
     future: asyncio.Future[Any]
     arrived: float  # time.monotonic()
 
@@ -116,10 +122,10 @@ class Batcher:
                 hint="retry shortly",
                 headers={"Retry-After": "1"},
             )
+        if len(rows) <= INLINE_ROWS and self._pending == 0 and self.max_wait_s == 0:
+            return self._run_inline(_Work(rows, finish))
         loop = asyncio.get_running_loop()
         job = _Job(rows, finish, loop.create_future(), time.monotonic())
-        if len(rows) <= INLINE_ROWS and self._pending == 0 and self.max_wait_s == 0:
-            return self._run_inline(job)
         with self._arrivals:
             self._queue.append(job)
             self._queued_rows += len(rows)
@@ -143,21 +149,16 @@ class Batcher:
             self._pending -= 1
             self._depth_gauge.set(self._pending)
 
-    def _run_inline(self, job: _Job) -> Any:
+    def _run_inline(self, work: _Work) -> Any:
         """Runs a small job of an idle network (nothing of it queued or running) here, on the event loop.
 
         Through the queue the same run costs two thread hand-offs (waking the inference thread, then the
         loop with the result), together more than the run of one row; and an idle network has nothing to
-        batch it with. The loop is held for the run (a fraction of a millisecond); under load the network
-        is never idle, so requests queue and batch as before.
+        batch it with. The loop is held for the run (a fraction of a millisecond), so nothing can see the
+        queue depth change and it is left alone; under load the network is never idle, so requests queue
+        and batch as before.
         """
-        self._pending += 1
-        self._depth_gauge.set(self._pending)
-        try:
-            result = self._run_batch([job])[0]
-        finally:
-            self._pending -= 1
-            self._depth_gauge.set(self._pending)
+        result = self._run_batch([work])[0]
         if isinstance(result, BaseException):
             raise result
         return result
@@ -252,7 +253,7 @@ class Batcher:
                 self._record_failure(error)
                 job.future.set_exception(self._failure())
 
-    def _run_batch(self, jobs: list[_Job]) -> list[Any]:
+    def _run_batch(self, jobs: Sequence[_Work]) -> list[Any]:
         """One onnxruntime call for all jobs, then each job's finish on its slice."""
         start = time.perf_counter()
         rows = jobs[0].rows if len(jobs) == 1 else np.concatenate([job.rows for job in jobs])
