@@ -27,9 +27,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--every", type=int, default=100, help="steps between held-out readings")
     parser.add_argument("--heldout", type=int, default=2_000, help="fresh renders to read")
+    parser.add_argument("--encoder-norm", choices=["", "batch", "group"], help="override the config's encoder_norm")
     args = parser.parse_args()
     with args.config.open("rb") as f:
-        cfg = TrainConfig.from_dict(tomllib.load(f))
+        raw = tomllib.load(f)
+    if args.encoder_norm is not None:
+        raw["encoder_norm"] = args.encoder_norm
+    cfg = TrainConfig.from_dict(raw)
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     subset = LabelledSubset.build(cfg, dataset)
     torch.manual_seed(cfg.seed)
@@ -40,12 +44,14 @@ def main() -> None:
     x_test = torch.from_numpy(dataset.images(indices)).float()  # (N, C, H, W)
     y_test = torch.from_numpy(dataset.index_to_factors(indices)[:, names.index(cfg.label_factor)])  # (N,)
     for step in range(1, args.steps + 1):
+        model.train()
         images, labels, _ = subset.batch(cfg.seed, 0, step)
         loss = torch.nn.functional.cross_entropy(model.encode_all(images)[2][:, subset.part], labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % args.every == 0 or step == args.steps:
+            model.eval()  # a normalised encoder (encoder_norm = "batch") reads with its running statistics
             with torch.no_grad():
                 accuracy = (model.encode_all(x_test)[2][:, subset.part].argmax(1) == y_test).float().mean()
             print(f"step {step}: cross-entropy {loss.item():.3f} nats, held-out accuracy {accuracy:.3f}")

@@ -23,14 +23,14 @@ from starlette.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
 from service.cpus import available_cpus
-from service.deadlines import deadline_protocol
-from service.errors import shown
 from service.logs import configure_logging
 from service.settings import PREFIX, Settings
 
 
 def settings_problem(error: ValidationError) -> str:
     """Each failed setting named by its environment variable, with what it needs and what it got."""
+    from service.errors import shown  # only on this error path: it imports FastAPI
+
     problems = []
     for item in error.errors(include_url=False):
         message = item["msg"].removeprefix("Value error, ")
@@ -64,6 +64,8 @@ def __getattr__(name: str) -> object:
     # The HTTP protocol with the header and body deadlines, built from the environment's settings when a
     # worker imports it: a class made by a function cannot be pickled over to a spawned process.
     if name == "WorkerProtocol":
+        from service.deadlines import deadline_protocol
+
         settings = Settings()
         return deadline_protocol(settings.header_timeout_s, settings.body_timeout_s)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -109,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     workers = settings.workers or available_cpus()
     if workers == 1:
-        # Imported here: with workers, the supervisor process never builds an app and stays small.
+        # Imported here: with workers, the supervisor process never builds an app, never imports FastAPI, and
+        # starts its workers sooner.
         from service.app import create_app
+        from service.deadlines import deadline_protocol
 
         protocol = deadline_protocol(settings.header_timeout_s, settings.body_timeout_s)
         Server(_config(create_app(settings), protocol, settings, 1)).run()

@@ -103,6 +103,19 @@ def test_each_objective_trains_and_exports(tmp_path: Path, objective: str) -> No
     assert manifest.metrics["export_parity_max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_a_normalised_encoder_trains_exports_and_is_recorded(tmp_path: Path, norm: str) -> None:
+    # Batch norm reads with its running statistics once exported: the parity check compares eval mode to ONNX.
+    run = train(tiny(tmp_path, encoder_norm=norm, steps=10))
+    manifest = export_run(run, tmp_path / "artifact")
+    assert manifest.hyperparameters["encoder_norm"] == norm
+    assert manifest.metrics["export_parity_max_abs_diff"] <= 1e-4
+    with pytest.raises(ValueError, match="encoder_norm must be '', 'batch' or 'group', got 'layer'"):
+        tiny(tmp_path, encoder_norm="layer")
+    with pytest.raises(ValueError, match="encoder_norm needs architecture 'conv', got 'mlp'"):
+        tiny(tmp_path, encoder_norm=norm, architecture="mlp")
+
+
 def test_a_posterior_memory_is_recorded_in_the_manifest_and_named_in_the_table(tmp_path: Path) -> None:
     run = train(tiny(tmp_path, objective="beta_tcvae", beta=6.0, tc_memory=40, steps=10, architecture="mlp"))
     manifest = export_run(run, tmp_path / "artifact")

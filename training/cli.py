@@ -62,7 +62,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     """The valid values of the config's name-valued fields, from the registries that define them, so that a new
     objective or dataset shows up in --help and is accepted as a flag without editing this file."""
     from training.data import DATASETS
-    from training.models import Architecture
+    from training.models import Architecture, EncoderNorm
     from training.objectives import OBJECTIVES, Estimator, Likelihood
 
     return {
@@ -73,6 +73,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "estimator": typing.get_args(Estimator),
         "precision": PRECISIONS,
         "d_norm": ("spectral", "batch"),
+        "encoder_norm": typing.get_args(EncoderNorm),
     }
 
 

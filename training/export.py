@@ -137,6 +137,10 @@ def latent_stats(model: VAE, images: np.ndarray, chunk: int = 512) -> list[Laten
 
 def _onnx_export(module: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
     dynamic = {name: {0: "batch"} for name in inputs + outputs}
+    # The exporter puts the module in eval mode and afterwards back in the mode it found it in, all its
+    # submodules with it: a wrapper made in training mode would leave the model training (batch norm then
+    # reads batch statistics, and the parity check fails).
+    module.eval()
     # The TorchScript exporter needs only the `onnx` package; the dynamo exporter would add onnxscript.
     torch.onnx.export(
         module, (example,), str(path), input_names=inputs, output_names=outputs,
@@ -242,6 +246,8 @@ TC_KEYS = ["alpha", "beta", "gamma", "estimator"]  # beta-TCVAE's weights, and a
 
 def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
     keys = ["architecture", "latent_dim", "likelihood", "batch_size", "lr", "steps", "seed", "warmup_steps"]
+    if cfg.encoder_norm:
+        keys.append("encoder_norm")
     if cfg.objective == "beta_vae":
         keys += ["beta", "capacity_max", "capacity_steps", "capacity_gamma"] if cfg.capacity_max > 0 else ["beta"]
     elif cfg.objective == "beta_tcvae":

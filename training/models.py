@@ -6,6 +6,11 @@ Two architectures, both for 64x64 images with 1 or 3 channels:
   mlp:  Chen et al. 2018, "Isolating Sources of Disentanglement in VAEs", the dSprites MLP:
         4096-1200-1200-2d encoder and d-1200-1200-1200-4096 decoder with tanh.
 
+The conv encoder may normalise each convolution's output (``encoder_norm``): batch or group norm. Without it
+the encoder learns a few-pixel factor such as dSprites' shape slowly: on the 1% labelled subset alone its
+cross-entropy stood at 0.9 nats after 500 steps, where a normalised one fits the subset in about 2,000
+(scripts/labelled_code_only.py).
+
 The decoder returns logits; ``torch.sigmoid(logits)`` is the image in [0, 1] (the mean of a Bernoulli, or
 the mean of a Gaussian squashed to the pixel range).
 
@@ -25,15 +30,16 @@ Architecture = Literal["conv", "mlp"]
 IMAGE_SIZE = 64
 
 
+EncoderNorm = Literal["", "batch", "group"]
+
+
 class ConvEncoder(nn.Module):
-    def __init__(self, channels: int, latent_dim: int, classes: int = 0) -> None:
+    def __init__(self, channels: int, latent_dim: int, classes: int = 0, norm: EncoderNorm = "") -> None:
         super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv2d(channels, 32, 4, 2, 1), nn.ReLU(),  # (B, 32, 32, 32)
-            nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),  # (B, 32, 16, 16)
-            nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),  # (B, 32, 8, 8)
-            nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),  # (B, 32, 4, 4)
-        )  # fmt: skip
+        layers: list[nn.Module] = []
+        for c_in in (channels, 32, 32, 32):  # 64 -> 32 -> 16 -> 8 -> 4 px, 32 channels each
+            layers += [nn.Conv2d(c_in, 32, 4, 2, 1), *_norm(norm, 32), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)  # (B, 32, 4, 4)
         self.fc = nn.Sequential(
             nn.Flatten(),
             nn.Linear(32 * 4 * 4, 256), nn.ReLU(),
@@ -49,6 +55,18 @@ class ConvEncoder(nn.Module):
             return self.fc(self.convs(x))  # (B, 2d)
         hidden = self.fc[:-1](self.convs(x))  # (B, 256)
         return torch.cat([self.fc[-1](hidden), self.category_head(hidden)], dim=1)  # (B, 2d + K)
+
+
+def _norm(norm: EncoderNorm, channels: int) -> list[nn.Module]:
+    """The normalisation after each encoder convolution: none (Burgess et al.), batch norm (Ioffe & Szegedy
+    2015), or group norm with 8 groups (Wu & He 2018), which behaves the same in training and in eval."""
+    if norm == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if norm == "group":
+        return [nn.GroupNorm(8, channels)]
+    if norm == "":
+        return []
+    raise ValueError(f"encoder_norm must be '', 'batch' or 'group', got {norm!r}")
 
 
 class ConvDecoder(nn.Module):
@@ -130,19 +148,22 @@ class VAE(nn.Module):
         deterministic: bool = False,
         categories: tuple[int, ...] = (),
         temperature: float = 0.67,
+        encoder_norm: EncoderNorm = "",
     ) -> None:
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         if any(k < 2 for k in categories):
             raise ValueError(f"every categorical part needs at least 2 classes, got {list(categories)}")
+        if encoder_norm and architecture != "conv":
+            raise ValueError("encoder_norm needs the conv architecture")
         if categories and (architecture != "conv" or deterministic):
             raise ValueError("categorical latents need the conv architecture and a stochastic encoder")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         classes = sum(categories)
         if architecture == "conv":
-            self.encoder: nn.Module = ConvEncoder(channels, latent_dim, classes)
+            self.encoder: nn.Module = ConvEncoder(channels, latent_dim, classes, encoder_norm)
             self.decoder: nn.Module = ConvDecoder(channels, latent_dim + classes)
         elif architecture == "mlp":
             self.encoder = MLPEncoder(channels, latent_dim)

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+import typing
 from collections.abc import Generator, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from training.data import get_dataset
 from training.data.base import FactorDataset, ImageDataset, LabelledDataset
-from training.models import VAE
+from training.models import VAE, EncoderNorm
 from training.objectives import (
     ObjectiveConfig,
     PosteriorMemory,
@@ -56,6 +57,7 @@ class TrainConfig:
     dataset_params: dict[str, Any] = field(default_factory=dict)
     # model
     architecture: str = "conv"
+    encoder_norm: str = ""  # "", "batch" or "group": normalisation after each conv of the encoder (models.py)
     latent_dim: int = 10  # continuous dims
     # categorical latent parts as NAME:CLASSES, comma-separated ("digit:10"); objective joint_vae
     categorical: str = ""
@@ -181,6 +183,10 @@ class TrainConfig:
             raise ValueError(f"lr_decay_steps must be in [0, steps={self.steps}], got {self.lr_decay_steps}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.encoder_norm not in typing.get_args(EncoderNorm):
+            raise ValueError(f"encoder_norm must be '', 'batch' or 'group', got {self.encoder_norm!r}")
+        if self.encoder_norm and self.architecture != "conv":
+            raise ValueError(f"encoder_norm needs architecture 'conv', got {self.architecture!r}")
         self.objective_config(dataset_size=1_000_000)  # validates objective, likelihood and estimator
         if not 0 <= self.label_fraction <= MAX_LABEL_FRACTION:
             raise ValueError(f"label_fraction must be in [0, {MAX_LABEL_FRACTION}], got {self.label_fraction}")
@@ -422,6 +428,7 @@ def build_model(cfg: TrainConfig, dataset: ImageDataset) -> VAE:
         deterministic=cfg.objective == "ae",
         categories=tuple(k for _, k in cfg.categorical_parts()),
         temperature=cfg.temperature,
+        encoder_norm=cfg.encoder_norm,  # type: ignore[arg-type]
     )
 
 
