@@ -59,8 +59,12 @@ def test_access_lines_keep_their_place_among_other_records(root_logging: None) -
 def test_an_embedding_apps_logging_gets_an_ordinary_record(root_logging: None) -> None:
     logs._writer = None  # configure_logging never ran: the app lives inside someone else's process
     seen: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = seen.append  # type: ignore[method-assign]
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Collect()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
