@@ -177,17 +177,31 @@ def networks(manifest: Manifest) -> tuple[tuple[Role, str, list[str]], ...]:
     return (("encoder", "image", encoder_outputs), ("decoder", "z", ["image"]))
 
 
-def _file(folder: Path, manifest: Manifest, role: Role) -> Path:
+def _file(folder: Path, manifest: Manifest, role: Role, digests: dict[str, str]) -> Path:
+    """The ONNX file of ``role``, checked against the manifest's sha256 (``digests``: the files' hashes)."""
     entry = manifest.files[role]
     path = (folder / entry.path).resolve()
     if not path.is_relative_to(folder.resolve()):
         raise ArtifactError(f"files.{role}.path {entry.path!r} points outside the artifact folder")
-    if not path.is_file():
+    actual = digests.get(entry.path)
+    if not path.is_file() or actual is None:
         raise ArtifactError(f"{entry.path} is missing")
-    actual = sha256_of(path)
     if actual != entry.sha256:
         raise ArtifactError(f"{entry.path} has sha256 {actual}, the manifest expects {entry.sha256}")
     return path
+
+
+def _hash_files(folder: Path, names: list[str]) -> dict[tuple[str, Stat], str]:
+    """Each file's sha256, by (name, stat): hashed once at load, and again only once a file changes. A name
+    that leads out of the folder is left for ``_file`` to refuse, unread."""
+    hashed = {}
+    for name in names:
+        if not (folder / name).resolve().is_relative_to(folder.resolve()):
+            continue
+        stat = _stat(folder / name)
+        if stat is not None:
+            hashed[(name, stat)] = sha256_of(folder / name)
+    return hashed
 
 
 def _check_shapes(batcher: Batcher, rows: np.ndarray, expected: list[tuple[int, ...]], what: str) -> None:
@@ -204,9 +218,12 @@ def load_model(folder: Path, settings: Settings, pool: Executor, metrics: Metric
         manifest = read_manifest(folder)
     except ValidationError as error:
         raise ArtifactError(f"{MANIFEST_NAME} is invalid: {validation_body(error.errors())['detail']}") from None
+    names = [MANIFEST_NAME, *(entry.path for entry in manifest.files.values())]
+    hashed = _hash_files(folder, names)
+    digests = {name: digest for (name, _), digest in hashed.items()}
     batchers = {}
     for role, input_name, outputs in networks(manifest):
-        session = open_session(_file(folder, manifest, role), settings)
+        session = open_session(_file(folder, manifest, role, digests), settings)
         inputs = [i.name for i in session.get_inputs()]
         names = [o.name for o in session.get_outputs()]
         if inputs != [input_name] or not set(outputs) <= set(names):
@@ -220,8 +237,7 @@ def load_model(folder: Path, settings: Settings, pool: Executor, metrics: Metric
     _check_shapes(batchers["encoder"], np.zeros((2, *shape), np.float32), encoded, "encoder")
     _check_shapes(batchers["decoder"], np.zeros((2, d), np.float32), [(2, *shape)], "decoder")
     card = tuple(sorted(p.name for p in (folder / CARD_DIR).glob("*.png") if p.is_file()))
-    digests = {name: sha256_of(folder / name) for name in (MANIFEST_NAME, *(e.path for e in manifest.files.values()))}
-    return Model(manifest, folder, batchers["encoder"], batchers["decoder"], card, digests)
+    return Model(manifest, folder, batchers["encoder"], batchers["decoder"], card, digests, hashed)
 
 
 def _folders(settings: Settings) -> list[Path]:
