@@ -35,9 +35,9 @@ models-present:
 		echo "  or train one (README, Train) and serve it with 'make run MODELS=models-local'." >&2; \
 		exit 1; fi
 
-# The browser tests need Debian's Chromium; the container tests use Docker, or podman (tests/test_container.py).
+# The browser tests need Debian's Chromium and the benchmark tests wrk (scripts/install-test-tools.sh); the container tests use Docker, or podman (tests/test_container.py).
 test: $(VENV)/.installed
-	@if [ -x scripts/install-browser.sh ]; then scripts/install-browser.sh; fi
+	@if [ -x scripts/install-test-tools.sh ]; then scripts/install-test-tools.sh; fi
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed

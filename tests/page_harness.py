@@ -35,7 +35,7 @@ PNG_DATA_URL = re.compile(r"^data:image/png;base64,")
 def chromium() -> Path | None:
     """The browser, installed with apt-get on first use where the machine allows it."""
     if not CHROMIUM.exists():
-        subprocess.run(["bash", str(REPO / "scripts" / "install-browser.sh")], check=False)
+        subprocess.run(["bash", str(REPO / "scripts" / "install-test-tools.sh")], check=False)
     return CHROMIUM if CHROMIUM.exists() else None
 
 

@@ -49,7 +49,7 @@ HEART = [2, 5, 0, 8, 24]
 def chromium_path() -> Path:
     path = chromium()
     if path is None:
-        pytest.skip(f"{CHROMIUM} is missing and scripts/install-browser.sh could not install it (needs root, apt)")
+        pytest.skip(f"{CHROMIUM} is missing and scripts/install-test-tools.sh could not install it (needs root, apt)")
     return path
 
 

@@ -48,7 +48,7 @@ SEVEN = [7, 3, 3, 4, 2, 2]  # digits factor classes: a 7, full size, upright, ce
 def chromium_path() -> Path:
     path = chromium()
     if path is None:
-        pytest.skip(f"{CHROMIUM} is missing and scripts/install-browser.sh could not install it (needs root, apt)")
+        pytest.skip(f"{CHROMIUM} is missing and scripts/install-test-tools.sh could not install it (needs root, apt)")
     return path
 
 

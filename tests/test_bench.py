@@ -1,0 +1,48 @@
+"""The serving benchmarks still run end to end: a short pass of each, with real servers and wrk over loopback.
+
+Only that they run and report is checked, never a timing: timings belong to `make bench` on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is missing and scripts/install-test-tools.sh could not install it"
+)
+
+
+def run(*args: str) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_serving_benchmark_runs_and_reports_every_column() -> None:
+    out = run("bench/serve_load.py", "--seconds", "1", "--warmup", "0.5", "--repeats", "1", "--only", "decode 1")
+    rates, _, cpu = out.partition("CPU time per request")
+    for table in (rates, cpu):
+        rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| decode 1")}
+        assert set(rows) == {"decode 1 latent, c=64", "decode 1 latent, c=1"}, out
+        for line in rows.values():
+            assert all(c.strip() for c in line.strip("|").split("|")), line  # every column filled
+    for line in rates.splitlines():
+        if line.startswith("| decode 1"):
+            assert line.strip("|").split("|")[-1].strip() == "0", line  # no failed request, service or peer
+    assert "Service start to ready" in out and "resident memory per process" in out
+
+
+def test_the_uvicorn_floor_runs_and_reports_both_sides() -> None:
+    out = run("bench/uvicorn_floor.py", "--seconds", "1", "--repeats", "1")
+    row = json.loads(out.splitlines()[0])
+    assert set(row) == {"uvicorn_p50_ms", "in_process_p50_ms", "added_ms"}
+    assert row["uvicorn_p50_ms"] > 0 and row["in_process_p50_ms"] > 0
+    assert "uvicorn + loopback + wrk add" in out
