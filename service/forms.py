@@ -100,12 +100,13 @@ def _plain_parts(body: bytes, boundary: bytes) -> list[tuple[bytes, bytes]] | No
     """(Content-Disposition, data) of each part of a body in the plain shape, or None for any other body.
 
     The plain shape: the first delimiter at the very start, CRLF line ends, every part with a header block
-    of ``Name: value`` lines and a Content-Disposition, and the close delimiter at the end (a CRLF after it
-    allowed). A part's data ends at the next CRLF + delimiter, as RFC 2046 section 5.1.1 has it.
+    of ``Name: value`` lines and a Content-Disposition, no other delimiter in any part's data, and the first
+    close delimiter at the end (a CRLF after it allowed). A part's data ends at the next CRLF + delimiter, as
+    RFC 2046 section 5.1.1 has it.
     """
     delimiter = b"--" + boundary
     close = b"\r\n" + delimiter + b"--"
-    end = body.rfind(close)
+    end = body.find(close)
     if not body.startswith(delimiter + b"\r\n") or end < 0 or body[end + len(close) :] not in (b"", b"\r\n"):
         return None
     parts = []
@@ -120,7 +121,8 @@ def _plain_parts(body: bytes, boundary: bytes) -> list[tuple[bytes, bytes]] | No
                 return None
             if name.lower() == b"content-disposition":
                 disposition = value.strip()
-        if disposition is None:
+        # A delimiter the split did not take (one with padding after the boundary) is python-multipart's call.
+        if disposition is None or b"\r\n" + delimiter in data:
             return None
         parts.append((disposition, data))
     return parts

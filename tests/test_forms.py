@@ -86,6 +86,8 @@ PART = b'Content-Disposition: form-data; name="images"; filename="a.png"\r\n\r\n
         b"--xyz\r\n Content-Disposition: form-data; name=a\r\n\r\nx\r\n--xyz--\r\n",  # a folded header
         b"--xyz\r\ncontent-disposition:form-data;name=a\r\n\r\nx\r\n--xyz--\r\n",  # lower case, no spaces
         b"--xyz\n" + PART + b"\n--xyz--\n",  # bare LF line ends
+        b"--xyz\r\n" + PART + b"\r\n--xyz--\r\nmore\r\n--xyz--\r\n",  # a close delimiter before the last
+        b"--xyz\r\n" + PART + b"\r\n--xyz  \r\n" + PART + b"\r\n--xyz--\r\n",  # padding after a delimiter
         b"--xyz--\r\n",  # no parts
         b"",  # nothing
     ],
