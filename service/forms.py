@@ -90,8 +90,8 @@ class _Parts:
 
     def whole(self, disposition: bytes, data: bytes) -> None:
         """A part read in one piece: as the callbacks would see it."""
+        self.on_part_begin()
         self.begin(disposition)
-        self._data = bytearray()
         self.on_part_data(data, 0, len(data))
         self.on_part_end()
 

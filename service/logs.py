@@ -32,19 +32,25 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        rid = record.__dict__.get("request_id") or request_id.get()
-        if rid is not None:
-            entry["request_id"] = rid
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and k != "request_id"})
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and k != "request_id"}
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            fields["error"] = self.formatException(record.exc_info)
+        rid = record.__dict__.get("request_id") or request_id.get()
+        return json_line(record.created, record.levelname.lower(), record.name, record.getMessage(), rid, fields)
+
+
+def json_line(created: float, level: str, logger: str, message: str, rid: str | None, fields: dict[str, object]) -> str:
+    """One log line: time, level, logger, message, the request id when there is one, then ``fields``."""
+    entry: dict[str, object] = {
+        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    if rid is not None:
+        entry["request_id"] = rid
+    entry.update(fields)
+    return json.dumps(entry, default=str)
 
 
 class AccessEntry(NamedTuple):
@@ -73,19 +79,7 @@ class AccessEntry(NamedTuple):
 
     def line(self) -> str:
         """The JSON line ``JsonFormatter`` writes for the equivalent record."""
-        entry = {
-            "time": _timestamp(self.created),
-            "level": "info",
-            "logger": ACCESS_LOGGER,
-            "message": self.message(),
-            "request_id": self.request_id,
-            **self.fields(),
-        }
-        return json.dumps(entry, default=str)
-
-
-def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        return json_line(self.created, "info", ACCESS_LOGGER, self.message(), self.request_id, self.fields())
 
 
 class BatchedWriter(logging.Handler):

@@ -181,7 +181,7 @@ def _file(folder: Path, manifest: Manifest, role: Role, digests: dict[str, str])
     """The ONNX file of ``role``, checked against the manifest's sha256 (``digests``: the files' hashes)."""
     entry = manifest.files[role]
     path = (folder / entry.path).resolve()
-    if not path.is_relative_to(folder.resolve()):
+    if not _inside(folder, entry.path):
         raise ArtifactError(f"files.{role}.path {entry.path!r} points outside the artifact folder")
     actual = digests.get(entry.path)
     if not path.is_file() or actual is None:
@@ -191,12 +191,16 @@ def _file(folder: Path, manifest: Manifest, role: Role, digests: dict[str, str])
     return path
 
 
+def _inside(folder: Path, name: str) -> bool:
+    return (folder / name).resolve().is_relative_to(folder.resolve())
+
+
 def _hash_files(folder: Path, names: list[str]) -> dict[tuple[str, Stat], str]:
     """Each file's sha256, by (name, stat): hashed once at load, and again only once a file changes. A name
     that leads out of the folder is left for ``_file`` to refuse, unread."""
     hashed = {}
     for name in names:
-        if not (folder / name).resolve().is_relative_to(folder.resolve()):
+        if not _inside(folder, name):
             continue
         stat = _stat(folder / name)
         if stat is not None:
@@ -218,8 +222,7 @@ def load_model(folder: Path, settings: Settings, pool: Executor, metrics: Metric
         manifest = read_manifest(folder)
     except ValidationError as error:
         raise ArtifactError(f"{MANIFEST_NAME} is invalid: {validation_body(error.errors())['detail']}") from None
-    names = [MANIFEST_NAME, *(entry.path for entry in manifest.files.values())]
-    hashed = _hash_files(folder, names)
+    hashed = _hash_files(folder, [MANIFEST_NAME, *(entry.path for entry in manifest.files.values())])
     digests = {name: digest for (name, _), digest in hashed.items()}
     batchers = {}
     for role, input_name, outputs in networks(manifest):

@@ -27,10 +27,8 @@ import torch
 from torch import nn
 
 Architecture = Literal["conv", "mlp"]
+EncoderNorm = Literal["", "batch", "group"]  # after each conv of the encoder: none, batch norm, group norm
 IMAGE_SIZE = 64
-
-
-EncoderNorm = Literal["", "batch", "group"]
 
 
 class ConvEncoder(nn.Module):
