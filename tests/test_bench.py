@@ -46,3 +46,16 @@ def test_the_uvicorn_floor_runs_and_reports_both_sides() -> None:
     assert set(row) == {"uvicorn_p50_ms", "in_process_p50_ms", "added_ms"}
     assert row["uvicorn_p50_ms"] > 0 and row["in_process_p50_ms"] > 0
     assert "uvicorn + loopback + wrk add" in out
+
+
+def test_the_hot_path_parts_compare_every_piece_with_its_predecessor() -> None:
+    out = run("bench/hot_path_parts.py")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| piece")]
+    assert [row.split("|")[1].split("(")[0].strip() for row in rows] == [
+        "access-log line",
+        "request metrics",
+        "1,000 body reads",
+        "one-PNG multipart upload",
+    ]
+    for row in rows:
+        assert all(cell.strip() for cell in row.strip("|").split("|")), row
