@@ -30,7 +30,7 @@ from page_harness import (
     wait_until,
 )
 from PIL import Image
-from playwright.sync_api import Browser, FilePayload, Page, Response, ViewportSize, expect
+from playwright.sync_api import Browser, FilePayload, Page, Request, Response, Route, ViewportSize, expect
 from service_harness import REPO, copy_artifact, serve
 
 from training.calibrate import calibrate
@@ -110,6 +110,13 @@ def connect(page: Page, url: str) -> None:
 
 def upload(page: Page, name: str, mime_type: str, data: bytes) -> None:
     page.get_by_label("Encode an image").set_input_files(FilePayload(name=name, mimeType=mime_type, buffer=data))
+
+
+def sent_model(request: Request) -> str:
+    """The model field of a multipart /encode request the page sent."""
+    found = re.search(rb'name="model"\r\n\r\n([^\r]*)\r\n', request.post_data_buffer or b"")
+    assert found is not None, request.post_data_buffer
+    return found.group(1).decode()
 
 
 def sliders_latent(page: Page) -> list[float]:
@@ -264,6 +271,31 @@ def test_an_upload_that_is_not_an_image_shows_why(page: Page, url: str) -> None:
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("422")
     expect(alert).to_contain_text("images[0]: expected a PNG or JPEG image, received 13 bytes that are not one")
+
+
+def test_an_upload_made_while_another_model_loads_is_encoded_by_that_model(page: Page, url: str) -> None:
+    connect(page, url)
+    # Hold the chosen model's description back until the upload is on its way, as a slow network would.
+    held: list[Route] = []
+    page.route("**/models/smoke-calibrated", lambda route: held.append(route))
+    with page.expect_request("**/models/smoke-calibrated"):
+        page.get_by_label("Model", exact=True).select_option("smoke-calibrated")
+    encodes: list[Request] = []
+    page.on("request", lambda request: encodes.append(request) if request.url.endswith("/encode") else None)
+    with page.expect_request("**/encode"):
+        upload(page, "heart.png", "image/png", dsprites_png(HEART))
+    held[0].continue_()
+
+    expect(page.locator("#explorer-title")).to_contain_text("smoke-calibrated")
+    expect(page.get_by_role("status")).to_contain_text("Encoded heart.png")
+    expect(page.locator("#uploaded-figure")).to_be_visible()
+    assert sent_model(encodes[-1]) == "smoke-calibrated"
+
+    # The picture stays through later switches too, encoded by each model in turn.
+    with page.expect_request("**/encode") as again:
+        page.get_by_label("Model", exact=True).select_option("smoke")
+    assert sent_model(again.value) == "smoke"
+    expect(page.locator("#uploaded-figure")).to_be_visible()
 
 
 def test_named_factors_synthesize_the_image(page: Page, url: str, http: httpx.Client) -> None:

@@ -71,7 +71,10 @@ const channels = {
     }
   }),
   decode: new Latest(SLIDER_DELAY_MS, (error) => showError("decode", error)),
-  encode: new Latest(0, (error) => showError("encode", error)),
+  encode: new Latest(0, (error) => {
+    pendingUpload = null;
+    showError("encode", error);
+  }),
   traverse: new Latest(TRAVERSE_DELAY_MS, (error) => showError("traverse", error)),
   synthesize: new Latest(SLIDER_DELAY_MS, (error) => showError("synthesize", error)),
   // The class thumbnails decode a row per part, like a traversal, so they too wait for the user to stop.
@@ -81,6 +84,11 @@ const channels = {
 let model = null; // the selected model's /models/{name} answer
 let layout = null; // its LatentLayout
 let synthesizedLatent = null;
+// The image on show beside the sliders, and one given since whose latent has not arrived. A newly chosen
+// model encodes the newest of them again: models can be compared on one picture, and an upload made while
+// the model loads, whose request the switch cancels, is not lost.
+let shownUpload = null;
+let pendingUpload = null;
 
 // Something the decoded picture depends on changed: redraw it, and the pictures made from it.
 function latentChanged() {
@@ -234,6 +242,8 @@ function encode(file) {
     form.append("resize", "true");
     const body = await request("encode", { form, signal });
     if (signal.aborted) return;
+    shownUpload = file;
+    pendingUpload = null;
     if (ui.uploaded.src) URL.revokeObjectURL(ui.uploaded.src);
     ui.uploaded.src = URL.createObjectURL(file);
     ui.uploadedFigure.hidden = false;
@@ -305,7 +315,8 @@ async function selectModel(name, signal) {
   ui.noise.hidden = layout.noise === 0;
   fillTraverseDims();
   renderCard(ui.card, model);
-  ui.uploadedFigure.hidden = true;
+  const upload = pendingUpload ?? shownUpload;
+  ui.uploadedFigure.hidden = shownUpload === null;
   ui.factorsPanel.hidden = model.calibration === null;
   synthesizedLatent = null;
   ui.useSynthesized.disabled = true;
@@ -320,6 +331,7 @@ async function selectModel(name, signal) {
   if (layout.hasParts) channels.thumbnails.now(drawThumbnails);
   clearError("models");
   say(`Showing ${model.name}, trained on ${model.dataset.name}.`);
+  if (upload) channels.encode.now(encode(upload));
 }
 
 async function loadModels(signal) {
@@ -347,9 +359,14 @@ ui.connection.addEventListener("submit", (event) => {
   channels.models.now(loadModels);
 });
 ui.models.addEventListener("change", () => channels.models.now((signal) => selectModel(ui.models.value, signal)));
+function encodeUpload(file) {
+  pendingUpload = file;
+  channels.encode.now(encode(file));
+}
+
 ui.upload.addEventListener("change", () => {
   const file = ui.upload.files[0];
-  if (file) channels.encode.now(encode(file));
+  if (file) encodeUpload(file);
 });
 $("copy-json").addEventListener("click", () => copy($("latent-json"), "latent as JSON"));
 $("copy-curl").addEventListener("click", () => copy($("latent-curl"), "curl command"));
@@ -363,7 +380,7 @@ dropZone.addEventListener("drop", (event) => {
   event.preventDefault();
   dropZone.classList.remove("dropping");
   const file = event.dataTransfer?.files[0];
-  if (file) channels.encode.now(encode(file));
+  if (file) encodeUpload(file);
 });
 ui.reset.addEventListener("click", () => showLatent(average()));
 ui.sample.addEventListener("click", () => showLatent(sample()));
