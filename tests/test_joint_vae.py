@@ -15,6 +15,7 @@ import torch
 from service.contract.manifest import FactorSpec, LatentLayout, read_manifest
 from training.calibrate import calibrate
 from training.card import traversal_grid
+from training.data import get_dataset
 from training.evaluate.onnx_model import OnnxModel
 from training.evaluate.table import row as table_row
 from training.export import export_run
@@ -29,7 +30,7 @@ from training.objectives import (
     label_squared_error,
     tc_decomposition,
 )
-from training.train import CHECKPOINT, LOG, LabelledSubset, TrainConfig, load_checkpoint, train
+from training.train import CHECKPOINT, LOG, LabelledSubset, TrainConfig, build_model, load_checkpoint, train
 
 
 def joint(tmp_path: Path, **overrides: object) -> TrainConfig:
@@ -283,6 +284,33 @@ def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path:
     assert manifest.hyperparameters["label_decode"] is label_decode
     assert manifest.hyperparameters["label_fraction"] == 0.01
     assert manifest.hyperparameters["label_factor"] == "digit"
+
+
+def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resumes_exactly(tmp_path: Path) -> None:
+    labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0, "label_decode": True}
+    cfg = joint(tmp_path, name="warm", steps=10, label_warmup_steps=10, **labels)
+    warm = train(cfg)
+    torch.manual_seed(cfg.seed)  # as train() seeds it: the weights the run started from
+    initial = build_model(cfg, get_dataset(cfg.dataset)).state_dict()
+    after_warm_up = load_checkpoint(warm / CHECKPOINT)["model"]
+    moved = {key for key, tensor in after_warm_up.items() if not torch.equal(tensor, initial[key])}
+    assert moved and all(key.startswith("encoder.") for key in moved), moved  # the decoder waits for its turn
+    warm_records = [json.loads(line) for line in (warm / LOG).open()]
+    assert all(r["label_ce"] > 0 and "recon" not in r and "label_recon" not in r for r in warm_records)
+
+    straight = train(joint(tmp_path, name="straight", label_warmup_steps=10, **labels))
+    resumed = train(joint(tmp_path, name="warm", label_warmup_steps=10, **labels), resume=True)
+    a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(resumed / CHECKPOINT)
+    for key, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
+    records = [json.loads(line) for line in (straight / LOG).open()]
+    assert [r["step"] for r in records if "recon" in r] == [15, 20]  # the reconstruction starts after step 10
+    assert export_run(straight, tmp_path / "artifact").hyperparameters["label_warmup_steps"] == 10
+
+    with pytest.raises(ValueError, match="label_warmup_steps needs few-label supervision"):
+        joint(tmp_path, label_warmup_steps=5)
+    with pytest.raises(ValueError, match="label_warmup_steps must not exceed steps=20, got 21"):
+        joint(tmp_path, label_warmup_steps=21, **labels)
 
 
 def test_calibration_maps_each_value_to_the_class_most_probable_on_average() -> None:
