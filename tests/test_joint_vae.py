@@ -288,6 +288,7 @@ def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path:
 
 def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resumes_exactly(tmp_path: Path) -> None:
     labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0, "label_decode": True}
+    labels["label_continuous"] = "rotation"
     cfg = joint(tmp_path, name="warm", steps=10, label_warmup_steps=10, **labels)
     warm = train(cfg)
     torch.manual_seed(cfg.seed)  # as train() seeds it: the weights the run started from
@@ -296,7 +297,7 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
     moved = {key for key, tensor in after_warm_up.items() if not torch.equal(tensor, initial[key])}
     assert moved and all(key.startswith("encoder.") for key in moved), moved  # the decoder waits for its turn
     warm_records = [json.loads(line) for line in (warm / LOG).open()]
-    assert all(r["label_ce"] > 0 and "recon" not in r and "label_recon" not in r for r in warm_records)
+    assert all(r["label_ce"] > 0 and r.keys().isdisjoint({"recon", "label_recon", "label_mse"}) for r in warm_records)
 
     straight = train(joint(tmp_path, name="straight", label_warmup_steps=10, **labels))
     resumed = train(joint(tmp_path, name="warm", label_warmup_steps=10, **labels), resume=True)
@@ -304,7 +305,8 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
     for key, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
     records = [json.loads(line) for line in (straight / LOG).open()]
-    assert [r["step"] for r in records if "recon" in r] == [15, 20]  # the reconstruction starts after step 10
+    # the reconstruction and the continuous ties start after step 10
+    assert [r["step"] for r in records if "recon" in r and "label_mse" in r] == [15, 20]
     assert export_run(straight, tmp_path / "artifact").hyperparameters["label_warmup_steps"] == 10
 
     with pytest.raises(ValueError, match="label_warmup_steps needs few-label supervision"):
