@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import sys
 import threading
 from collections import deque
@@ -127,19 +128,38 @@ class BatchedWriter(logging.Handler):
 
     def write_pending(self) -> None:
         with self._writing:  # the writer thread, or a thread logging an error
-            lines = []
-            while self._records:
-                record = self._records.popleft()
-                if isinstance(record, AccessEntry):
-                    lines.append(record.line())
-                    continue
-                try:
-                    lines.append(self.format(record))
-                except Exception:
-                    self.handleError(record)
-            if lines:
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
+            self._write()
+
+    def _write(self) -> None:
+        lines = []
+        while self._records:
+            record = self._records.popleft()
+            if isinstance(record, AccessEntry):
+                lines.append(record.line())
+                continue
+            try:
+                lines.append(self.format(record))
+            except Exception:
+                self.handleError(record)
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    # Around a fork (service/workers.py): the parent writes what is pending and holds the writer still, so the
+    # child copies neither a lock held mid-write nor lines to write a second time; the child, which has no
+    # thread but the one that forked, starts its own writer.
+    def before_fork(self) -> None:
+        self._writing.acquire()
+        self._write()
+
+    def after_fork_in_parent(self) -> None:
+        self._writing.release()
+
+    def after_fork_in_child(self) -> None:
+        self._writing = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         self._stopped = True
@@ -151,6 +171,24 @@ class BatchedWriter(logging.Handler):
 
 
 _writer: BatchedWriter | None = None
+
+
+def _before_fork() -> None:
+    if _writer is not None:
+        _writer.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    if _writer is not None:
+        _writer.after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    if _writer is not None:
+        _writer.after_fork_in_child()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def configure_logging(level: str) -> None:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
+import onnxruntime
 from pydantic import DirectoryPath, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -126,12 +127,6 @@ class Settings(BaseSettings):
     def _some_provider(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("name at least one onnxruntime execution provider, e.g. CPUExecutionProvider")
-        if value == [CPU_PROVIDER]:
-            # Every onnxruntime build has it; importing onnxruntime only to ask would cost a supervisor that
-            # never runs a model 0.2-0.4 s of its start.
-            return value
-        import onnxruntime
-
         available = onnxruntime.get_available_providers()
         missing = [name for name in value if name not in available]
         if missing:

@@ -9,7 +9,6 @@ import base64
 import io
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, ViewportSize, expect, sync_playwright
 from service_harness import REPO
+from service_harness import wait_until as waited_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -71,11 +71,7 @@ def pixels_of(data_url: str) -> np.ndarray:
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the page never showed {what}")
-        time.sleep(0.05)
+    waited_until(condition, f"the page show {what}", WAIT_S)
 
 
 def sent_json(response: Response) -> dict[str, Any]:

@@ -25,6 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never saw {what} within {timeout_s:g} s")
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
