@@ -13,8 +13,9 @@ wrk (one thread, a separate process on the same cores) drives the servers over l
 least --seconds of measurement per case. The whole round repeats --repeats times; each ratio is computed
 within a repeat (same window) and reported as the median and range over the repeats.
 
-Before the rounds it measures the service's start (process start to the first 200 from /readyz) and the
-resident memory of each of its processes with every bundled model loaded.
+Before the rounds it measures the service's start (process start to the first 200 from /readyz), after them
+the memory of each of its processes with every bundled model loaded: resident, and proportional (shared
+pages divided among the processes that share them).
 """
 
 from __future__ import annotations
@@ -294,20 +295,22 @@ def service_command(model_dir: Path, workers: int) -> tuple[list[str], dict[str,
     return command + (["--workers", str(workers)] if workers != 1 else []), env
 
 
-def server_rss_mb(pid: int) -> dict[str, list[float]]:
-    """Resident memory (MB) of the server's processes: the one started and, with workers, each worker
-    (multiprocessing's resource tracker, a few MB, is left out)."""
+def server_rss_mb(pid: int) -> dict[str, list[str]]:
+    """Memory (MB) of the server's processes, the one started and, with workers, each worker: resident (RSS)
+    and proportional (PSS, which divides each page shared between processes, as the forked workers share the
+    supervisor's imported code, among them). multiprocessing's resource tracker, a few MB, is left out."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     workers = [int(p) for p in children.read_text().split()] if children.is_file() else []
     workers = [p for p in workers if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
 
-    def rss(p: int) -> float:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+    def memory(p: int) -> str:
+        fields = {}
+        for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()[1:]:
+            name, value = line.split(":", 1)
+            fields[name] = int(value.split()[0]) / 1024
+        return f"{fields['Rss']:.0f} (PSS {fields['Pss']:.0f})"
 
-    return {"supervisor" if workers else "server": [rss(pid)], "workers": [rss(p) for p in workers]}
+    return {"supervisor" if workers else "server": [memory(pid)], "workers": [memory(p) for p in workers]}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -457,7 +460,7 @@ def main() -> int:
         finally:
             ceiling.close()
     models = len([p for p in args.model_dir.iterdir() if (p / "manifest.json").is_file()])
-    processes = "; ".join(f"{role} {', '.join(f'{x:.0f}' for x in sizes)}" for role, sizes in rss.items() if sizes)
+    processes = "; ".join(f"{role} {', '.join(sizes)}" for role, sizes in rss.items() if sizes)
     header = [
         f"`python bench/serve_load.py{' --quick' if args.quick else ''}`: {cores} cores the server may use "
         f"(load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
@@ -469,7 +472,7 @@ def main() -> int:
         f"Each figure: {args.seconds:g} s after a {args.warmup:g} s warm-up, "
         + (f"median (range) of {args.repeats} repeats." if args.repeats > 1 else "one run."),
         f"Service start to ready (process start to the first 200 from /readyz): {ready_s:.2f} s; "
-        f"resident memory per process after the rounds, MB: {processes}.",
+        f"memory per process after the rounds, MB resident (proportional): {processes}.",
     ]
     print(report(grid, results, cores, header))
     return 0
