@@ -181,7 +181,7 @@ def test_eval_judge_only_adds_the_judged_figures_and_nothing_else(calibrated: Pa
     assert 0 <= judged["judged.orientation"] <= 180 and judged["judged.orientation.unit"] == "degrees"
     for axis in ("posX", "posY"):
         assert 0 <= judged[f"judged.{axis}"] <= 32 and judged[f"judged.{axis}.unit"] == "px"
-    assert f"| smoke | vae | - | 0.123 | - | - | - | - | shape {judged['judged.shape']:.3f} |" in table
+    assert f"| smoke | vae | - | 0.123 | - | - | - | - | - | shape {judged['judged.shape']:.3f} |" in table
     assert "| model | shape (acc) | scale | orientation (degrees) | posX (px) | posY (px) |" in table
     card = (calibrated / "card" / "card.md").read_text()
     assert f"| shape | {judged['judged.shape']:.3f} |" in card

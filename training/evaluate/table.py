@@ -2,7 +2,10 @@
 
 The first table has one row per model; ``asked-for`` is the headline synthesis figure: how often the factor
 judge reads the asked-for class of the dataset's categorical factor (shape, digit) in what ``/synthesize``
-draws. Then one table per judged dataset: every factor's asked-for accuracy or mean error in its unit.
+draws. ``MIG cont.`` is MIG over the continuous factors alone: a categorical factor held by a categorical code
+spreads over its class probabilities, each of which tells about as much of it as the next, so that factor's
+own MIG gap is near zero however well the code holds it. Then one table per judged dataset: every factor's
+asked-for accuracy or mean error in its unit.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from service.contract.manifest import Manifest
 from training.evaluate.judged_synthesis import judged_factors
 
 COLUMNS = (
-    "model", "objective", "beta", "MIG", "FactorVAE", "DCI-D", "recon", "active", "asked-for", "synthesis", "images",
-    "min", "on",
+    "model", "objective", "beta", "MIG", "MIG cont.", "FactorVAE", "DCI-D", "recon", "active", "asked-for",
+    "synthesis", "images", "min", "on",
 )  # fmt: skip
 
 
@@ -26,6 +29,15 @@ def asked_for(manifest: Manifest) -> str:
     """The judged accuracy of each categorical factor, e.g. ``shape 0.412``; ``-`` before judging."""
     cells = [f"{name} {value:.3f}" for name, value, unit in judged_factors(manifest.metrics) if unit == "accuracy"]
     return ", ".join(cells) or "-"
+
+
+def mig_continuous(manifest: Manifest) -> float | None:
+    """The mean MIG gap over the factors the judge reads as continuous; None before judging or MIG."""
+    names = [name for name, _, unit in judged_factors(manifest.metrics) if unit != "accuracy"]
+    gaps = [manifest.metrics.get(f"mig.gap.{name}") for name in names]
+    if not gaps or not all(isinstance(gap, float) for gap in gaps):
+        return None
+    return sum(gaps) / len(gaps)  # type: ignore[arg-type]
 
 
 def row(manifest: Manifest) -> list[str]:
@@ -45,6 +57,7 @@ def row(manifest: Manifest) -> list[str]:
         manifest.objective + (f" ({', '.join(notes)})" if notes else ""),
         _number(beta, 1) if isinstance(beta, float) else str(beta or "-"),
         _number(m.get("mig")),
+        _number(mig_continuous(manifest)),
         _number(m.get("factor_vae")),
         _number(m.get("dci.disentanglement")),
         _number(m.get("recon_bce", m.get("recon_mse")), 1),
