@@ -13,9 +13,10 @@ wrk (one thread, a separate process on the same cores) drives the servers over l
 least --seconds of measurement per case. The whole round repeats --repeats times; each ratio is computed
 within a repeat (same window) and reported as the median and range over the repeats.
 
-Before the rounds it measures the service's start (process start to the first 200 from /readyz), after them
-the memory of each of its processes with every bundled model loaded: resident, and proportional (shared
-pages divided among the processes that share them).
+Before the rounds it starts the service --repeats times, measuring each start (process start to the first 200
+from /readyz) and keeping the last one for the rounds; after them it measures the memory of each of its
+processes with every bundled model loaded: resident, and proportional (shared pages divided among the
+processes that share them).
 """
 
 from __future__ import annotations
@@ -441,11 +442,17 @@ def main() -> int:
         ceiling = Ceiling(artifact, min(cores, max(c.concurrency for c in grid)))
         command, env = service_command(args.model_dir, workers)
         peer_command = [sys.executable, str(REPO / "bench" / "serve_peer.py"), "--artifact", str(artifact)]
+        # Every start but the last is stopped at once: the start is a case like the others, repeated.
+        starts = []
+        for _ in range(args.repeats - 1):
+            with process(command, env, workdir / "service.log", "/readyz") as (_, ready_s, _):
+                starts.append(ready_s)
         try:
             with (
                 process(command, env, workdir / "service.log", "/readyz") as (service, ready_s, pid),
                 process(peer_command, env, workdir / "peer.log", "/docs") as (peer, _, peer_pid),
             ):
+                starts.append(ready_s)
                 check_answers(service, peer, grid)
                 for repeat in range(args.repeats):
                     for case in grid:
@@ -471,8 +478,9 @@ def main() -> int:
         "(bench/serve_peer.py), one uvicorn process at its defaults.",
         f"Each figure: {args.seconds:g} s after a {args.warmup:g} s warm-up, "
         + (f"median (range) of {args.repeats} repeats." if args.repeats > 1 else "one run."),
-        f"Service start to ready (process start to the first 200 from /readyz): {ready_s:.2f} s; "
-        f"memory per process after the rounds, MB resident (proportional): {processes}.",
+        f"Service start to ready (process start to the first 200 from /readyz), s: {spread(starts, '{:.2f}')}"
+        + (f" over {len(starts)} starts" if len(starts) > 1 else "")
+        + f"; memory per process after the rounds, MB resident (proportional): {processes}.",
     ]
     print(report(grid, results, cores, header))
     return 0
