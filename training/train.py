@@ -580,8 +580,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if labelled is not None:
             # (Under DDP the encoder's gradients from both passes are summed before its hooks fire, so they sync.)
             supervised, supervised_terms = labelled_loss(
-                cfg, model, labelled.batch(cfg.seed, ddp.rank, step), labelled.part, objective.likelihood,
-                device, autocast, tie=not warming_up, decode=cfg.label_decode and not warming_up,
+                model, labelled.batch(cfg.seed, ddp.rank, step), labelled.part, cfg.label_weight,
+                objective.likelihood, device, autocast, tie=not warming_up, decode=cfg.label_decode and not warming_up,
             )  # fmt: skip
             loss = loss + supervised
             terms.update(supervised_terms, loss=loss.detach())
@@ -641,10 +641,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def labelled_loss(
-    cfg: TrainConfig,
     model: VAE,
     batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     part: slice,
+    weight: float,
     likelihood: Likelihood,
     device: torch.device,
     autocast: AbstractContextManager,
@@ -652,17 +652,17 @@ def labelled_loss(
     decode: bool,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Few-label supervision on one labelled batch: the categorical part's cross-entropy, with ``tie`` the tied
-    dims' squared error and with ``decode`` the images' reconstruction from their true class (each term
-    detached in the returned dict for the log)."""
+    dims' squared error (both times ``weight``) and with ``decode`` the images' reconstruction from their true
+    class (each term detached in the returned dict for the log)."""
     x_labelled, label_classes, targets = (t.to(device) for t in batch)  # (L, C, H, W), (L,), (L, T)
     with autocast:
         mu_l, logvar_l, logits_l = model.encode_all(x_labelled)  # (L, d), (L, d), (L, K)
     supervised = label_cross_entropy(logits_l[:, part], label_classes)
-    loss = cfg.label_weight * supervised
+    loss = weight * supervised
     terms = {"label_ce": supervised.detach()}
     if tie and targets.shape[1]:
         tied = label_squared_error(mu_l[:, : targets.shape[1]], targets)
-        loss = loss + cfg.label_weight * tied
+        loss = loss + weight * tied
         terms["label_mse"] = tied.detach()
     if decode:
         with autocast:
