@@ -191,12 +191,13 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
-def configure_logging(level: str) -> None:
-    """Route our loggers and uvicorn's through one JSON handler on stderr, written by a background thread."""
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """Route our loggers and uvicorn's through one JSON handler on ``stream`` (stderr), written by a background
+    thread."""
     global _writer
     if _writer is not None:
         _writer.close()
-    _writer = BatchedWriter(sys.stderr)
+    _writer = BatchedWriter(stream or sys.stderr)
     _writer.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [_writer]

@@ -62,3 +62,15 @@ def test_the_hot_path_parts_compare_every_piece_with_its_predecessor() -> None:
     ]
     for row in rows:
         assert all(cell.strip() for cell in row.strip("|").split("|")), row
+
+
+def test_the_request_layers_answer_and_report_each_increment() -> None:
+    # Each layer's request must answer 200 (the script stops otherwise), so this also checks that the three
+    # layers run the same request the served benchmark sends.
+    out = run("bench/request_layers.py", "--repeats", "1", "--calls", "20")
+    lines = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| case")]
+    rows = {line.split("|")[1].strip(): line for line in lines}
+    assert set(rows) == {"decode 1 latent -> PNG", "encode 1 PNG multipart"}, out
+    for line in rows.values():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")[1:]]
+        assert len(cells) == 5 and all(re.fullmatch(r"-?[\d.]+ \(-?[\d.]+--?[\d.]+\)", c) for c in cells), line
