@@ -14,6 +14,9 @@ they were.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -21,6 +24,24 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from service.errors import Rejected, shown
 
 MAX_FIELD_BYTES = 1 << 20  # a text field (not a file): what Starlette's parser allows too
+# Header values up to this long are parsed once and remembered; longer ones (no client sends them) each time,
+# so that the cache holds at most a few hundred short strings whatever clients send.
+CACHED_HEADER_CHARS = 256
+
+
+def _parse_options(header: str | bytes) -> tuple[bytes, Mapping[bytes, bytes]]:
+    """python-multipart's ``parse_options_header``, remembered for short values: a client sends the same
+    Content-Type (its boundary included) and Content-Disposition on every upload, and parsing them again
+    was a tenth of what a one-image upload costs the route beyond decoding it (bench/request_layers.py)."""
+    if len(header) <= CACHED_HEADER_CHARS:
+        return _parse_options_cached(header)
+    return parse_options_header(header)
+
+
+@lru_cache(maxsize=512)
+def _parse_options_cached(header: str | bytes) -> tuple[bytes, Mapping[bytes, bytes]]:
+    value, params = parse_options_header(header)
+    return value, MappingProxyType(params)  # shared between requests: read-only
 
 
 def _text(data: bytes | bytearray, charset: str) -> str:
@@ -76,7 +97,7 @@ class _Parts:
 
     def begin(self, disposition: bytes) -> None:
         """A part starts; ``disposition`` is the value of its Content-Disposition header."""
-        _, options = parse_options_header(disposition)
+        _, options = _parse_options(disposition)
         if b"name" not in options:
             raise _malformed("a part without a name in its Content-Disposition header")
         self._name = _text(options[b"name"], self.charset)
@@ -137,7 +158,7 @@ def parse_form(
 ) -> list[tuple[str, str | bytes]]:
     """The parts of a multipart/form-data ``body`` in order, or a 4xx saying what is wrong with it.
     ``plain=False`` reads every body with python-multipart (the tests compare the two tokenizers)."""
-    _, params = parse_options_header(content_type)
+    _, params = _parse_options(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise _malformed(f"no boundary in the Content-Type {shown(content_type)}")
