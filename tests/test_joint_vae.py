@@ -3,6 +3,7 @@ training, export and calibration of a categorical code, on cases small enough to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -30,7 +31,16 @@ from training.objectives import (
     label_squared_error,
     tc_decomposition,
 )
-from training.train import CHECKPOINT, LOG, LabelledSubset, TrainConfig, build_model, load_checkpoint, train
+from training.train import (
+    CHECKPOINT,
+    LOG,
+    LabelledSubset,
+    TrainConfig,
+    build_model,
+    labelled_loss,
+    load_checkpoint,
+    train,
+)
 
 
 def joint(tmp_path: Path, **overrides: object) -> TrainConfig:
@@ -288,7 +298,7 @@ def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path:
 
 def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resumes_exactly(tmp_path: Path) -> None:
     labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0, "label_decode": True}
-    labels["label_continuous"] = "rotation"
+    labels |= {"label_continuous": "rotation", "label_swap_weight": 1.0}
     cfg = joint(tmp_path, name="warm", steps=10, label_warmup_steps=10, **labels)
     warm = train(cfg)
     torch.manual_seed(cfg.seed)  # as train() seeds it: the weights the run started from
@@ -297,7 +307,8 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
     moved = {key for key, tensor in after_warm_up.items() if not torch.equal(tensor, initial[key])}
     assert moved and all(key.startswith("encoder.") for key in moved), moved  # the decoder waits for its turn
     warm_records = [json.loads(line) for line in (warm / LOG).open()]
-    assert all(r["label_ce"] > 0 and r.keys().isdisjoint({"recon", "label_recon", "label_mse"}) for r in warm_records)
+    after_warm_up_only = {"recon", "label_recon", "label_mse", "label_swap_ce"}
+    assert all(r["label_ce"] > 0 and r.keys().isdisjoint(after_warm_up_only) for r in warm_records)
 
     straight = train(joint(tmp_path, name="straight", label_warmup_steps=10, **labels))
     resumed = train(joint(tmp_path, name="warm", label_warmup_steps=10, **labels), resume=True)
@@ -305,14 +316,47 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
     for key, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
     records = [json.loads(line) for line in (straight / LOG).open()]
-    # the reconstruction and the continuous ties start after step 10
-    assert [r["step"] for r in records if "recon" in r and "label_mse" in r] == [15, 20]
-    assert export_run(straight, tmp_path / "artifact").hyperparameters["label_warmup_steps"] == 10
+    # the reconstruction, the continuous ties and the swapped classes start after step 10
+    assert [r["step"] for r in records if "recon" in r and "label_mse" in r and "label_swap_ce" in r] == [15, 20]
+    hyperparameters = export_run(straight, tmp_path / "artifact").hyperparameters
+    assert hyperparameters["label_warmup_steps"] == 10 and hyperparameters["label_swap_weight"] == 1.0
 
     with pytest.raises(ValueError, match="label_warmup_steps needs few-label supervision"):
         joint(tmp_path, label_warmup_steps=5)
     with pytest.raises(ValueError, match="label_warmup_steps must not exceed steps=20, got 21"):
         joint(tmp_path, label_warmup_steps=21, **labels)
+
+
+def test_the_swap_term_asks_the_encoder_to_read_another_class_from_what_the_decoder_draws(tmp_path: Path) -> None:
+    cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_swap_weight=1.0)
+    dataset = get_dataset(cfg.dataset)
+    subset = LabelledSubset.build(cfg, dataset)
+    torch.manual_seed(0)
+    model = build_model(cfg, dataset)
+    batch = subset.batch(cfg.seed, 0, step=3)
+
+    def decoder_gradient(swap_weight: float) -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss, terms = labelled_loss(
+            model, batch, subset.part, 1.0, "bernoulli", torch.device("cpu"), contextlib.nullcontext(),
+            tie=False, decode=False, swap_weight=swap_weight, step=3,
+        )  # fmt: skip
+        loss.backward()
+        grads = [p.grad.abs().sum().item() for p in model.decoder.parameters() if p.grad is not None]
+        return sum(grads), terms
+
+    # Without the swap and the labelled reconstruction, the labelled batch reaches the encoder only.
+    alone, terms = decoder_gradient(0.0)
+    assert alone == 0 and "label_swap_ce" not in terms
+    swapped, terms = decoder_gradient(1.0)
+    assert swapped > 0
+    # an untrained encoder reads 10 classes about evenly, whatever the decoder drew: about log 10 nats
+    assert abs(terms["label_swap_ce"].item() - math.log(10)) < 0.5
+
+    with pytest.raises(ValueError, match="label_swap_weight needs few-label supervision"):
+        joint(tmp_path, label_swap_weight=1.0)
+    with pytest.raises(ValueError, match="label_swap_weight must be a finite number >= 0, got -1.0"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_swap_weight=-1.0)
 
 
 def test_calibration_maps_each_value_to_the_class_most_probable_on_average() -> None:

@@ -265,6 +265,8 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
                 keys.append("label_continuous")
             if cfg.label_warmup_steps:
                 keys.append("label_warmup_steps")
+            if cfg.label_swap_weight:
+                keys.append("label_swap_weight")
     if cfg.lr_decay_steps > 0:
         keys.append("lr_decay_steps")
     if cfg.beta_anneal_steps > 0:
