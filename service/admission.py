@@ -19,17 +19,22 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import Rejected
+from service.metrics import Metrics
 
 GATED_PATHS = frozenset({"/encode", "/decode", "/traverse", "/synthesize"})
 
 
 class Admission:
-    def __init__(self, app: ASGIApp, limit: int, backlog: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, backlog: int, metrics: Metrics | None = None) -> None:
         self.app = app
         self.backlog = backlog
         # asyncio's semaphore is fair: a newcomer never overtakes a waiter, and a free place costs no suspension.
         self._places = asyncio.Semaphore(limit)
         self._waiting = 0
+        self._admitted = 0
+        if metrics is not None:
+            metrics.admitted.set_function(lambda: self._admitted)
+            metrics.waiting.set_function(lambda: self._waiting)
         error = Rejected(
             429,
             None,
@@ -51,9 +56,11 @@ class Admission:
             await self._places.acquire()
         finally:
             self._waiting -= 1
+        self._admitted += 1
         try:
             await self.app(scope, receive, send)
         finally:
+            self._admitted -= 1
             self._places.release()
 
     async def _refuse(self, send: Send) -> None:

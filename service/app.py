@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Shape", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Shape", "X-Latent", "X-Traverse-Dims", "X-Traverse-Ranges"],
         )
-    app.add_middleware(Admission, limit=settings.admission_limit, backlog=settings.admission_backlog)
+    app.add_middleware(Admission, limit=settings.admission_limit, backlog=settings.admission_backlog, metrics=metrics)
     hosts = TrustedHosts(settings.trusted_hosts, settings.host)
     app.add_middleware(
         RequestContext,

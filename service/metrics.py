@@ -53,5 +53,14 @@ class Metrics:
             ["model", "network"],
             registry=self.registry,
         )
+        # Read when /metrics is scraped (``Admission`` sets their functions): nothing on the request path.
+        self.admitted = Gauge(
+            "disentangle_admission_in_progress", "inference requests inside the app (at most admission_limit)",
+            registry=self.registry,
+        )  # fmt: skip
+        self.waiting = Gauge(
+            "disentangle_admission_waiting", "inference requests waiting at the gate (at most admission_backlog)",
+            registry=self.registry,
+        )  # fmt: skip
         self.models = Gauge("disentangle_models_loaded", "artifacts loaded and serving", registry=self.registry)
         self.broken = Gauge("disentangle_artifacts_broken", "artifacts skipped at start-up", registry=self.registry)

@@ -3,6 +3,7 @@ backlog a 429 comes back before the body is read, while health and listings stil
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_harness import copy_artifact, serve
+from service_harness import copy_artifact, serve, wait_until
 
 GOOD = {"latents": [[0.0] * 10]}
 
@@ -33,12 +34,28 @@ def stalled_upload(url: str) -> socket.socket:
     return sock
 
 
+def gate(http: httpx.Client) -> tuple[float, float]:
+    """(in progress, waiting) at the admission gate, as /metrics reports them."""
+    text = http.get("/metrics").text
+    values = {}
+    for name in ("disentangle_admission_in_progress", "disentangle_admission_waiting"):
+        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        assert match, f"{name} is missing from /metrics"
+        values[name] = float(match.group(1))
+    return values["disentangle_admission_in_progress"], values["disentangle_admission_waiting"]
+
+
 def test_past_the_limit_requests_wait_and_past_the_backlog_get_a_429_before_their_body(url: str) -> None:
     with httpx.Client(base_url=url, timeout=30) as http:
         assert http.post("/decode", json=GOOD).status_code == 200
+        wait_until(lambda: gate(http) == (0, 0), "an empty gate", timeout_s=30)
         with ExitStack() as stack:
             stack.enter_context(stalled_upload(url))  # in progress: the one place
+            wait_until(lambda: gate(http) == (1, 0), "the first stalled upload to take the place", timeout_s=30)
             waiting = stack.enter_context(stalled_upload(url))  # the one waiting; its body is never read
+            # The server reads each connection when it gets to it: only once the second upload is seen waiting
+            # is the next request past the backlog (else it would take the waiting place itself).
+            wait_until(lambda: gate(http) == (1, 1), "the second stalled upload to wait", timeout_s=30)
             assert http.get("/healthz").status_code == 200
             assert http.get("/models").status_code == 200
             refused = http.post("/decode", json=GOOD)
