@@ -353,6 +353,22 @@ def test_the_swap_term_asks_the_encoder_to_read_another_class_from_what_the_deco
     # an untrained encoder reads 10 classes about evenly, whatever the decoder drew: about log 10 nats
     assert abs(terms["label_swap_ce"].item() - math.log(10)) < 0.5
 
+    # A batch-norm encoder keeps the running statistics of the data: the drawings' pass leaves them alone.
+    normed = joint(tmp_path, label_fraction=0.01, label_factor="digit", encoder_norm="batch")
+    statistics = []
+    for swap_weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model(normed, dataset)
+        labelled_loss(
+            model, batch, subset.part, 1.0, "bernoulli", torch.device("cpu"), contextlib.nullcontext(),
+            tie=False, decode=False, swap_weight=swap_weight, step=3,
+        )  # fmt: skip
+        assert all(m.training for m in model.modules())
+        statistics.append({k: v.clone() for k, v in model.encoder.state_dict().items() if "running" in k})
+    assert statistics[0].keys() and statistics[0].keys() == statistics[1].keys()
+    for key, value in statistics[0].items():
+        torch.testing.assert_close(statistics[1][key], value, rtol=0, atol=0, msg=key)
+
     with pytest.raises(ValueError, match="label_swap_weight needs few-label supervision"):
         joint(tmp_path, label_swap_weight=1.0)
     with pytest.raises(ValueError, match="label_swap_weight must be a finite number >= 0, got -1.0"):

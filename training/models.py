@@ -21,6 +21,8 @@ layout, [continuous z (c) | one relaxed one-hot per part (K_i)], of width c + K.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -65,6 +67,21 @@ def _norm(norm: EncoderNorm, channels: int) -> list[nn.Module]:
     if norm == "":
         return []
     raise ValueError(f"encoder_norm must be '', 'batch' or 'group', got {norm!r}")
+
+
+@contextmanager
+def running_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside, ``module``'s batch-norm layers normalise with their running statistics and leave them as they
+    are (gradients still flow): for a pass over images that are not the data's, such as a decoder's drawings,
+    which would otherwise pull the statistics the exported encoder normalises with towards them."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for norm in norms:
+        norm.eval()
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.train()
 
 
 class ConvDecoder(nn.Module):

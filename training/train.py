@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from training.data import get_dataset
 from training.data.base import FactorDataset, ImageDataset, LabelledDataset
-from training.models import VAE, EncoderNorm
+from training.models import VAE, EncoderNorm, running_statistics
 from training.objectives import (
     Likelihood,
     ObjectiveConfig,
@@ -693,7 +693,8 @@ def labelled_loss(
         with autocast:
             z_swapped = model.sample_latent(mu_l, logvar_l, logits_l, observed=(part, swapped))
             drawn = torch.sigmoid(model.decode(z_swapped))  # (L, C, H, W) in [0, 1]
-            _, _, logits_read = model.encode_all(drawn)
+            with running_statistics(model.encoder):  # drawings must not move a batch-norm encoder's statistics
+                _, _, logits_read = model.encode_all(drawn)
         read_back = label_cross_entropy(logits_read[:, part], swapped)
         loss = loss + swap_weight * read_back
         terms["label_swap_ce"] = read_back.detach()
