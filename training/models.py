@@ -70,18 +70,20 @@ def _norm(norm: EncoderNorm, channels: int) -> list[nn.Module]:
 
 
 @contextmanager
-def running_statistics(module: nn.Module) -> Iterator[None]:
-    """Inside, ``module``'s batch-norm layers normalise with their running statistics and leave them as they
-    are (gradients still flow): for a pass over images that are not the data's, such as a decoder's drawings,
-    which would otherwise pull the statistics the exported encoder normalises with towards them."""
+def running_statistics_kept(module: nn.Module) -> Iterator[None]:
+    """Inside, ``module``'s batch-norm layers normalise with the batch's statistics, as in training, but leave
+    their running statistics (what the exported encoder normalises with) as they are: for a pass over images
+    that are not the data's, such as a decoder's drawings. Normalising such a pass with the running statistics
+    instead (eval mode) unsettled the training: dsprites_joint_vae's shape code was lost within 1,000 steps."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    momenta = [norm.momentum for norm in norms]
     for norm in norms:
-        norm.eval()
+        norm.momentum = 0.0  # running = (1 - momentum) * running + momentum * batch: unchanged
     try:
         yield
     finally:
-        for norm in norms:
-            norm.train()
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
 
 
 class ConvDecoder(nn.Module):

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from training.data import get_dataset
 from training.data.base import FactorDataset, ImageDataset, LabelledDataset
-from training.models import VAE, EncoderNorm, running_statistics
+from training.models import VAE, EncoderNorm, running_statistics_kept
 from training.objectives import (
     Likelihood,
     ObjectiveConfig,
@@ -693,7 +693,7 @@ def labelled_loss(
         with autocast:
             z_swapped = model.sample_latent(mu_l, logvar_l, logits_l, observed=(part, swapped))
             drawn = torch.sigmoid(model.decode(z_swapped))  # (L, C, H, W) in [0, 1]
-            with running_statistics(model.encoder):  # drawings must not move a batch-norm encoder's statistics
+            with running_statistics_kept(model.encoder):  # drawings must not move what the export normalises with
                 _, _, logits_read = model.encode_all(drawn)
         read_back = label_cross_entropy(logits_read[:, part], swapped)
         loss = loss + swap_weight * read_back
