@@ -37,6 +37,7 @@ from training.train import (
     LabelledSubset,
     TrainConfig,
     build_model,
+    frozen_copy,
     labelled_loss,
     load_checkpoint,
     train,
@@ -312,9 +313,14 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
 
     straight = train(joint(tmp_path, name="straight", label_warmup_steps=10, **labels))
     resumed = train(joint(tmp_path, name="warm", label_warmup_steps=10, **labels), resume=True)
-    a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(resumed / CHECKPOINT)
-    for key, tensor in a["model"].items():
-        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
+    # and from a checkpoint after the warm-up, whose frozen reader for the swapped classes it carries
+    train(joint(tmp_path, name="later", steps=15, label_warmup_steps=10, **labels))
+    later = train(joint(tmp_path, name="later", label_warmup_steps=10, **labels), resume=True)
+    a = load_checkpoint(straight / CHECKPOINT)
+    for other in (resumed, later):
+        b = load_checkpoint(other / CHECKPOINT)
+        for key, tensor in a["model"].items():
+            torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
     records = [json.loads(line) for line in (straight / LOG).open()]
     # the reconstruction, the continuous ties and the swapped classes start after step 10
     assert [r["step"] for r in records if "recon" in r and "label_mse" in r and "label_swap_ce" in r] == [15, 20]
@@ -328,7 +334,7 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
 
 
 def test_the_swap_term_asks_the_encoder_to_read_another_class_from_what_the_decoder_draws(tmp_path: Path) -> None:
-    cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_swap_weight=1.0)
+    cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_warmup_steps=5, label_swap_weight=1.0)
     dataset = get_dataset(cfg.dataset)
     subset = LabelledSubset.build(cfg, dataset)
     torch.manual_seed(0)
@@ -339,7 +345,7 @@ def test_the_swap_term_asks_the_encoder_to_read_another_class_from_what_the_deco
         model.zero_grad(set_to_none=True)
         loss, terms = labelled_loss(
             model, batch, subset.part, 1.0, "bernoulli", torch.device("cpu"), contextlib.nullcontext(),
-            tie=False, decode=False, swap_weight=swap_weight, step=3,
+            tie=False, decode=False, swap_weight=swap_weight, step=3, reader=frozen_copy(model.encoder),
         )  # fmt: skip
         loss.backward()
         grads = [p.grad.abs().sum().item() for p in model.decoder.parameters() if p.grad is not None]
@@ -353,17 +359,20 @@ def test_the_swap_term_asks_the_encoder_to_read_another_class_from_what_the_deco
     # an untrained encoder reads 10 classes about evenly, whatever the decoder drew: about log 10 nats
     assert abs(terms["label_swap_ce"].item() - math.log(10)) < 0.5
 
-    # A batch-norm encoder keeps the running statistics of the data: the drawings' pass leaves them alone.
+    # The reader is frozen: a batch-norm encoder keeps the running statistics of the data, which the drawings'
+    # pass leaves alone, and the reader's weights get no gradient.
     normed = joint(tmp_path, label_fraction=0.01, label_factor="digit", encoder_norm="batch")
     statistics = []
     for swap_weight in (0.0, 1.0):
         torch.manual_seed(0)
         model = build_model(normed, dataset)
-        labelled_loss(
+        reader = frozen_copy(model.encoder)
+        loss, _ = labelled_loss(
             model, batch, subset.part, 1.0, "bernoulli", torch.device("cpu"), contextlib.nullcontext(),
-            tie=False, decode=False, swap_weight=swap_weight, step=3,
+            tie=False, decode=False, swap_weight=swap_weight, step=3, reader=reader,
         )  # fmt: skip
-        assert all(m.training for m in model.modules())
+        loss.backward()
+        assert all(m.training for m in model.modules()) and all(p.grad is None for p in reader.parameters())
         statistics.append({k: v.clone() for k, v in model.encoder.state_dict().items() if "running" in k})
     assert statistics[0].keys() and statistics[0].keys() == statistics[1].keys()
     for key, value in statistics[0].items():
@@ -371,6 +380,8 @@ def test_the_swap_term_asks_the_encoder_to_read_another_class_from_what_the_deco
 
     with pytest.raises(ValueError, match="label_swap_weight needs few-label supervision"):
         joint(tmp_path, label_swap_weight=1.0)
+    with pytest.raises(ValueError, match="label_swap_weight reads with the encoder of the warm-up's end"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_swap_weight=1.0)
     with pytest.raises(ValueError, match="label_swap_weight must be a finite number >= 0, got -1.0"):
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_swap_weight=-1.0)
 

@@ -21,8 +21,6 @@ layout, [continuous z (c) | one relaxed one-hot per part (K_i)], of width c + K.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -67,23 +65,6 @@ def _norm(norm: EncoderNorm, channels: int) -> list[nn.Module]:
     if norm == "":
         return []
     raise ValueError(f"encoder_norm must be '', 'batch' or 'group', got {norm!r}")
-
-
-@contextmanager
-def running_statistics_kept(module: nn.Module) -> Iterator[None]:
-    """Inside, ``module``'s batch-norm layers normalise with the batch's statistics, as in training, but leave
-    their running statistics (what the exported encoder normalises with) as they are: for a pass over images
-    that are not the data's, such as a decoder's drawings. Normalising such a pass with the running statistics
-    instead (eval mode) unsettled the training: dsprites_joint_vae's shape code was lost within 1,000 steps."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.momentum = 0.0  # running = (1 - momentum) * running + momentum * batch: unchanged
-    try:
-        yield
-    finally:
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
 
 
 class ConvDecoder(nn.Module):
