@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from service_harness import serve
 
 from service.contract.calibration import latent_for
 from service.contract.manifest import read_manifest
+from training.card import training_curves
 from training.cli import main
 from training.evaluate.artifact_eval import reconstruction_per_image
 from training.evaluate.onnx_model import OnnxModel
@@ -76,6 +78,20 @@ def test_table_only_reads_the_manifests_without_evaluating(evaluated: Path, caps
 def test_eval_of_a_folder_without_artifacts_names_the_problem(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(tmp_path)]) == 2
     assert "holds no manifest.json" in capsys.readouterr().err
+
+
+def test_training_curves_of_a_label_warm_up_plot_the_terms_that_start_after_it(tmp_path: Path) -> None:
+    # A warm-up logs its cross-entropy alone; the card's curves take the terms from every record.
+    log = tmp_path / "log.jsonl"
+    warm = [{"step": s, "images_seen": 64 * s, "label_ce": 0.5} for s in (250, 500)]
+    joint = [{"step": s, "images_seen": 128 * s, "recon": 300.0 / s, "kl": 3.0, "label_ce": 0.1} for s in (750, 1000)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in warm + joint))
+    picture = tmp_path / "curves.png"
+    assert training_curves(log, picture)
+    assert Image.open(picture).size[0] > Image.open(picture).size[1]  # one panel per term, side by side
+    log.write_text(json.dumps(warm[0]) + "\n")
+    assert not training_curves(log, tmp_path / "none.png")  # no loss term yet: no picture, no error
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_reconstruction_per_image_is_the_summed_bce() -> None:

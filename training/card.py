@@ -107,13 +107,16 @@ def training_curves(log: Path, path: Path) -> bool:
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     if not records:
         return False
-    seen = np.array([r["images_seen"] for r in records])
     known = ("recon", "kl", "mi", "tc", "dwkl", "capacity", "loss_d", "loss_g", "info_cat", "info_cont", "q_accuracy")
-    terms = [k for k in known if k in records[0]]
+    # Any record's terms, not the first's: a label warm-up logs its cross-entropy alone before the rest start.
+    terms = [k for k in known if any(k in r for r in records)]
+    if not terms:
+        return False
     fig = Figure(figsize=(3.2 * len(terms), 2.8))
     axes = fig.subplots(1, len(terms), squeeze=False)
     for ax, term in zip(axes[0], terms, strict=True):
-        ax.plot(seen, [r[term] for r in records], linewidth=1)
+        logged = [r for r in records if term in r]
+        ax.plot([r["images_seen"] for r in logged], [r[term] for r in logged], linewidth=1)
         ax.set_title(term)
         ax.set_xlabel("images seen")
     fig.tight_layout()
