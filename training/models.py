@@ -182,7 +182,10 @@ class VAE(nn.Module):
 
     def encode_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, C, H, W) -> mu (B, d), logvar (B, d), categorical logits (B, K) (K = 0 without categories)."""
-        out = self.encoder(x)
+        return self.split_encoding(self.encoder(x))
+
+    def split_encoding(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An encoder's (B, 2d + K) output (this one's, or a frozen copy's) -> mu, logvar, categorical logits."""
         d = self.latent_dim
         mu, logvar, category_logits = out[:, :d], out[:, d : 2 * d], out[:, 2 * d :]
         if self.deterministic:

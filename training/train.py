@@ -719,7 +719,7 @@ def labelled_loss(
         with autocast:
             z_swapped = model.sample_latent(mu_l, logvar_l, logits_l, observed=(part, swapped))
             drawn = torch.sigmoid(model.decode(z_swapped))  # (L, C, H, W) in [0, 1]
-            logits_read = reader(drawn)[:, 2 * model.latent_dim :]  # (L, K), split as encode_all splits
+            _, _, logits_read = model.split_encoding(reader(drawn))  # (L, K)
         read_back = label_cross_entropy(logits_read[:, part], swapped)
         loss = loss + swap_weight * read_back
         terms["label_swap_ce"] = read_back.detach()
