@@ -13,11 +13,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from service.contract.calibration import latent_for
 from service.contract.manifest import FactorSpec, LatentLayout, read_manifest
-from training.calibrate import calibrate
+from training.calibrate import calibrate, calibrate_groups, class_dependence
 from training.card import traversal_grid
 from training.data import get_dataset
 from training.evaluate.onnx_model import OnnxModel
+from training.evaluate.source import CodeSource
 from training.evaluate.table import row as table_row
 from training.export import export_run
 from training.models import VAE, gumbel_softmax_sample
@@ -238,6 +240,37 @@ def test_tied_continuous_factors_are_the_standardised_ground_truth_of_the_labell
         LabelledSubset.build(unknown, dataset)
 
 
+def test_dsprites_orientation_is_tied_as_the_angle_the_image_shows_on_two_dims(tmp_path: Path) -> None:
+    """(cos k*theta, sin k*theta), k the shape's symmetry: a square a quarter turn on is nearly the same image
+    and gets nearly the same target; a heart a quarter turn on gets a far one."""
+    dataset = get_dataset("dsprites")
+    quarter = 10  # dSprites' 40 orientations span [0, 2*pi] in 39 steps: 10 of them turn 92.3 degrees
+    # (shape, scale, orientation, posX, posY)
+    classes = np.array(
+        [[0, 0, 3, 0, 0], [0, 0, 3 + quarter, 0, 0], [1, 0, 3, 0, 0], [2, 0, 3, 0, 0], [2, 0, 3 + quarter, 0, 0]]
+    )
+    targets = dataset.tie_targets("orientation", classes)  # (5, 2)
+    angle = np.array(dataset.factors[2].values)[classes[:, 2]]
+    assert targets == pytest.approx(np.stack([np.cos([4, 4, 2, 1, 1] * angle), np.sin([4, 4, 2, 1, 1] * angle)], 1))
+    assert np.abs(targets[0] - targets[1]).max() < 0.2  # the square: 4 x 92.3 degrees is 9.2 degrees round
+    assert np.abs(targets[3] - targets[4]).max() > 1.0  # the heart
+    assert dataset.tie_targets("scale", classes)[:, 0] == pytest.approx([-1.4639] * 5, abs=1e-4)
+
+    cfg = joint(
+        tmp_path, dataset="dsprites", categorical="shape:3", label_fraction=0.001, label_factor="shape",
+        latent_dim=3, label_continuous="scale,orientation",
+    )  # fmt: skip
+    subset = LabelledSubset.build(cfg, dataset)
+    assert subset.targets.shape == (len(subset.labels), 3)
+    assert (subset.targets[:, 1] ** 2 + subset.targets[:, 2] ** 2).numpy() == pytest.approx(1.0, abs=1e-6)
+    too_small = joint(
+        tmp_path, dataset="dsprites", categorical="shape:3", label_fraction=0.001, label_factor="shape",
+        latent_dim=2, label_continuous="scale,orientation",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="'scale,orientation' takes 3 continuous dims, the model has 2"):
+        LabelledSubset.build(too_small, dataset)
+
+
 def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path: Path) -> None:
     run = train(joint(tmp_path))
     records = [json.loads(line) for line in (run / LOG).open()]
@@ -407,3 +440,45 @@ def test_calibration_maps_each_value_to_the_class_most_probable_on_average() -> 
     assert shape_cal.part == "code" and shape_cal.classes == [1, 2, 0]
     assert shape_cal.dims == [2, 3, 4] and shape_cal.codes[0] == [0.0, 1.0, 0.0]
     assert size_cal.part is None and size_cal.dims == [0], "a continuous factor reads continuous dims only"
+
+
+def test_a_code_that_turns_with_the_class_is_looked_up_per_class_and_the_part_stays_one_hot() -> None:
+    """Orientation tied as (cos k*theta, sin k*theta) with k set by the shape (square 4, ellipse 2, heart 1):
+    one code per angle averaged over the shapes is right for none of them. Calibrated with the shape, every
+    (shape, angle) request decodes to its own pair, and the shape's part is exactly its one-hot class."""
+    symmetry = np.array([4, 2, 1])
+    angles = [2 * np.pi * v / 8 for v in range(8)]
+    layout = LatentLayout.model_validate({"continuous": 3, "categorical": [{"name": "shape", "classes": 3}]})
+    specs = [
+        FactorSpec(name="shape", values=["square", "ellipse", "heart"]),
+        FactorSpec(name="orientation", values=angles),
+        FactorSpec(name="posX", values=[0.0, 0.25, 0.5, 0.75, 1.0]),
+    ]
+
+    def codes_of(classes: np.ndarray) -> np.ndarray:
+        turned = symmetry[classes[:, 0]] * np.array(angles)[classes[:, 1]]  # (N,)
+        continuous = np.stack([np.cos(turned), np.sin(turned), classes[:, 2] / 2 - 1], 1)  # (N, 3)
+        return layout.flat(continuous, np.eye(3)[classes[:, 0]])
+
+    rng = np.random.default_rng(0)
+    classes = np.tile(np.indices((3, 8, 5)).reshape(3, -1).T, (10, 1))  # (1200, 3): every combination, 10 times
+    additive = calibrate(codes_of(classes), classes, specs, layout=layout)
+    source = CodeSource.from_function([3, 8, 5], codes_of, ["shape", "orientation", "posX"])
+    # orientation's code turns with the shape, posX's does not
+    assert class_dependence(additive, 0, 1, source, rng, draws=4) > 0.5
+    assert class_dependence(additive, 0, 2, source, rng, draws=4) == pytest.approx(0.0, abs=1e-9)
+    joint = calibrate_groups(additive, source, rng, draws=4)
+    # posX joins as any group grows while its table stays small (3 x 8 x 5 combinations)
+    assert [g.factors for g in joint.groups] == [["shape", "orientation", "posX"]]
+    # a code that ignores the class forms no group: the part and each factor are looked up alone, as before
+    unturned = CodeSource.from_function([3, 8, 5], lambda c: codes_of(c * [0, 1, 1]) + layout.flat(
+        np.zeros((len(c), 3)), np.eye(3)[c[:, 0]] - np.eye(3)[0]), ["shape", "orientation", "posX"])  # fmt: skip
+    assert calibrate_groups(additive, unturned, rng, draws=4).groups == []
+    worst_additive = 0.0
+    for shape, angle, x in [(0, 1, 4), (1, 3, 0), (2, 5, 2), (2, 1, 1)]:
+        request = {"shape": specs[0].values[shape], "orientation": angles[angle], "posX": specs[2].values[x]}
+        expected = codes_of(np.array([[shape, angle, x]]))[0]
+        assert latent_for(joint, request) == pytest.approx(expected, abs=1e-4)
+        assert latent_for(joint, request)[3:].tolist() == np.eye(3)[shape].tolist()
+        worst_additive = max(worst_additive, float(np.abs(latent_for(additive, request)[:2] - expected[:2]).max()))
+    assert worst_additive > 0.5

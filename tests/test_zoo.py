@@ -51,7 +51,9 @@ def test_each_zoo_config_is_the_recipe_its_artifact_was_trained_with(name: str) 
     config = config_from_dict(tomllib.loads((ZOO_CONFIGS / f"{name}.toml").read_text()))
     manifest = read_manifest(MODELS / name)
     assert manifest.training.steps == config.steps
-    assert manifest.training.images_seen == config.steps * config.batch_size
+    # A label warm-up's steps see the labelled batch alone.
+    warm_up, label_batch = getattr(config, "label_warmup_steps", 0), getattr(config, "label_batch", 0)
+    assert manifest.training.images_seen == (config.steps - warm_up) * config.batch_size + warm_up * label_batch
     for key, value in manifest.hyperparameters.items():
         if key != "steps":  # a run stopped by its time limit records the budget it was given, not its end
             assert getattr(config, key) == value, f"{name}: {key}"

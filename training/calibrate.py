@@ -20,7 +20,9 @@ With a categorical latent part in the layout (JointVAE, InfoGAN) the part is tie
 the same name, or else the one its most probable class tells most about. Each value of that factor maps onto
 the class whose probability is highest on average over that value's images; its code is that class's one-hot
 vector on the part's entries, so the lookup puts a one-hot there. The other factors choose among the
-continuous dims only.
+continuous dims only. A continuous factor whose code turns with the class (``class_dependence``) is looked
+up jointly with the part's factor: the dSprites JointVAE with its orientation tied as (cos k*theta,
+sin k*theta), k the shape's symmetry, has one orientation circle per shape.
 """
 
 from __future__ import annotations
@@ -184,6 +186,54 @@ def shared_groups(dims: Sequence[Sequence[int]]) -> list[list[int]]:
     return [group for group in members.values() if len(group) > 1]
 
 
+def class_dependence(
+    calibration: Calibration, part_factor: int, factor: int, source: CodeSource, rng: np.random.Generator, draws: int
+) -> float:
+    """How much of ``factor``'s code, on its dims, moves with the class of ``part_factor`` (a factor read from a
+    categorical part) rather than with ``factor``'s own value: the share of the spread of the conditional means
+    over (class, value) that lies between the classes at a fixed value. 0 when the code ignores the class.
+
+    Each (class, value) cell is rendered with the same ``draws`` of the other factors (as ``calibrate_groups``)."""
+    factors = calibration.factors
+    classes_n, values_n = len(factors[part_factor].values), len(factors[factor].values)
+    cells = group_cells([classes_n, values_n])  # (cells, 2)
+    grid = np.tile(source.sample_factors(draws, rng), (len(cells), 1))  # (cells * draws, F)
+    grid[:, [part_factor, factor]] = np.repeat(cells, draws, axis=0)
+    dims = factors[factor].dims
+    means = source.codes(grid)[:, dims].reshape(classes_n, values_n, draws, len(dims)).mean(axis=2)  # (K, V, k)
+    total = ((means - means.mean(axis=(0, 1))) ** 2).sum()
+    between = ((means - means.mean(axis=0)) ** 2).sum()
+    return float(between / total) if total > 0 else 0.0
+
+
+def seeded_groups(
+    calibration: Calibration, source: CodeSource, rng: np.random.Generator, draws: int = GROUP_DRAWS
+) -> list[list[int]]:
+    """The groups that ``grow_groups`` starts from: the factors that share dims; and each factor on a
+    categorical part with the continuous factors whose code depends on its class (``class_dependence`` at
+    least ``DEFAULT_SHARE``).
+
+    A JointVAE's continuous code for one factor may depend on the class: dSprites' orientation tied as
+    (cos k*theta, sin k*theta), k the shape's symmetry, is one circle per shape turning at its own rate, so one
+    code per orientation averaged over the shapes is right for none of them.
+    """
+    groups = shared_groups([f.dims for f in calibration.factors])
+    taken = {j for group in groups for j in group}
+    for j, part_factor in enumerate(calibration.factors):
+        if part_factor.part is None or j in taken:
+            continue
+        dependent = [
+            i
+            for i, other in enumerate(calibration.factors)
+            if other.dims and other.part is None and i not in taken
+            and class_dependence(calibration, j, i, source, rng, draws) >= DEFAULT_SHARE
+        ]  # fmt: skip
+        if dependent:
+            groups.append(sorted([j, *dependent]))
+            taken.update(groups[-1])
+    return groups
+
+
 def grow_groups(
     groups: Sequence[Sequence[int]], calibration: Calibration, max_cells: int = MAX_GROWN_CELLS
 ) -> list[list[int]]:
@@ -233,7 +283,7 @@ def calibrate_groups(
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     groups = []
-    for members in grow_groups(shared_groups([f.dims for f in calibration.factors]), calibration):
+    for members in grow_groups(seeded_groups(calibration, source, rng, draws), calibration):
         sizes = [len(calibration.factors[j].values) for j in members]
         cells = math.prod(sizes)
         if cells > max_cells:
@@ -243,5 +293,7 @@ def calibrate_groups(
         classes[:, members] = np.repeat(combinations, draws, axis=0)
         means = source.codes(classes).reshape(cells, draws, -1).mean(axis=1)  # (cells, d)
         offsets = np.round(means - means.mean(axis=0), 5)  # rounded: the manifest stays small
+        for j in members:  # a part keeps its factor's exact one-hot code (latent_for sets it), not a mean
+            offsets[:, calibration.factors[j].dims if calibration.factors[j].part is not None else []] = 0.0
         groups.append(FactorGroup(factors=[calibration.factors[j].name for j in members], offsets=offsets.tolist()))
     return calibration.model_copy(update={"groups": groups})

@@ -94,11 +94,12 @@ class TrainConfig:
     # `observed`, Kingma et al. 2014's M2, eq. 6). Without it the decoder learns a class only
     # from the unlabelled images the encoder puts in it, and digits_joint_vae drew a 6 for classes 5 and 8.
     label_decode: bool = False
-    # Continuous factors tied to continuous dims on the same labelled images, comma-separated: the i-th named
-    # factor to dim i, by a squared error between that dim's posterior mean and the factor's standardised value
-    # (Locatello et al. 2020, section 3, the L2 form of R_s). digits_joint_vae's unsupervised rotation shared its
-    # dims with scale and stroke, and /synthesize drew angles 12.4 degrees off; a factor the shift moves
-    # (posX, posY) cannot be tied while label_shift > 0.
+    # Continuous factors tied to continuous dims on the same labelled images, comma-separated, in dim order, by a
+    # squared error between those dims' posterior means and the dataset's targets for the factor (Locatello et
+    # al. 2020, section 3, the L2 form of R_s): its standardised value on one dim, or for dSprites' orientation
+    # (cos k*theta, sin k*theta) on two (``ImageDataset.tie_targets``). digits_joint_vae's unsupervised rotation
+    # shared its dims with scale and stroke, and /synthesize drew angles 12.4 degrees off; a factor the shift
+    # moves (posX, posY) cannot be tied while label_shift > 0.
     label_continuous: str = ""
     # The first this-many steps train the encoder on the labelled cross-entropy alone, before the reconstruction
     # and the continuous ties start (the objective's schedules start after them; they count in `steps`). Inside
@@ -499,13 +500,13 @@ class LabelledSubset:
         classes_of = dataset.index_to_factors(indices)  # (L, F)
         labels = torch.from_numpy(classes_of[:, names.index(cfg.label_factor)].astype(np.int64))
         start = sum(k for _, k in parts[:which])
-        columns = []
-        for tied in cfg.continuous_labels():
-            values = np.asarray(dataset.factors[names.index(tied)].values, dtype=np.float64)
-            value = values[classes_of[:, names.index(tied)]]
-            # Standardised over the factor's grid: its values then span the prior's bulk, about [-1.7, 1.7].
-            columns.append((value - values.mean()) / values.std())
-        targets = torch.from_numpy(np.stack(columns, axis=1) if columns else np.zeros((count, 0))).float()
+        columns = [dataset.tie_targets(tied, classes_of) for tied in cfg.continuous_labels()]  # each (L, m)
+        targets = torch.from_numpy(np.concatenate(columns, axis=1) if columns else np.zeros((count, 0))).float()
+        if targets.shape[1] > cfg.latent_dim:
+            raise ValueError(
+                f"label_continuous: {cfg.label_continuous!r} takes {targets.shape[1]} continuous dims, "
+                f"the model has {cfg.latent_dim}"
+            )
         return cls(images, labels, slice(start, start + classes), targets, cfg.label_batch, cfg.label_shift)
 
     def batch(self, seed: int, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

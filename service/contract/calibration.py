@@ -18,6 +18,8 @@ Rules, so a caller can predict the vector:
   values instead, a factor whose codes lie on a circle (dSprites' orientation, on the two dims it shares with
   shape) gave the middle of the circle, which draws a round blob for every shape. A group none of whose
   factors is requested adds nothing.
+- A factor read from a categorical part sets that part to its class's one-hot code, grouped or not (a group's
+  offsets are zero on the part's entries).
 
 Pure numpy and ``service.contract.manifest``: the service imports this, and training imports it from here.
 """
@@ -125,7 +127,7 @@ def latent_for(calibration: Calibration, request: Mapping[str, FactorValue]) -> 
     grouped = {name for group in calibration.groups for name in group.factors}
     for name, value in request.items():
         factor = by_name[name]
-        if name in grouped:
+        if name in grouped and factor.part is None:
             continue  # looked up, and its value checked, with its group below
         dims = np.asarray(factor.dims, dtype=np.int64)  # (k,)
         if dims.size and (dims.min() < 0 or dims.max() >= base.size):

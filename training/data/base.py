@@ -63,6 +63,15 @@ class ImageDataset(ABC):
         """The constructor arguments that rebuild this dataset, recorded in the manifest."""
         return {}
 
+    def tie_targets(self, name: str, classes: np.ndarray) -> np.ndarray:
+        """(N, m) float64 targets that tie factor ``name`` to m continuous dims (``label_continuous``), from (N, F)
+        factor classes: its value standardised over the factor's grid, which then spans the prior's bulk, about
+        [-1.7, 1.7]. A dataset overrides this for a factor that one number does not describe (an angle)."""
+        names = [f.name for f in self.factors]
+        values = np.asarray(self.factors[names.index(name)].values, dtype=np.float64)  # (V,)
+        value = values[classes[:, names.index(name)]]  # (N,)
+        return ((value - values.mean()) / values.std())[:, None]
+
     def info(self) -> DatasetInfo:
         return DatasetInfo(
             name=self.name,

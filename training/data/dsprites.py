@@ -21,7 +21,7 @@ import numpy as np
 
 from training.data.base import Factor, FactorDataset
 from training.data.placement import place
-from training.data.shapes import SHAPES, render_sprites
+from training.data.shapes import SHAPES, SYMMETRY, render_sprites
 
 IMAGE_SIZE = 64
 SPRITE_SIZE = 32  # holds every shape at scale 1 and any orientation (the square's half-diagonal is 13.6 px)
@@ -51,6 +51,16 @@ class DSprites(FactorDataset):
     @property
     def factors(self) -> list[Factor]:
         return self._factors
+
+    def tie_targets(self, name: str, classes: np.ndarray) -> np.ndarray:
+        """The orientation as (cos k*theta, sin k*theta), k the shape's rotational symmetry: the pair is what
+        the image shows (a square at 0 and at 90 degrees is one image), so an encoder can be tied to it, and it
+        has no seam at 2*pi. Other factors as ``FactorDataset.tie_targets``."""
+        if name != "orientation":
+            return super().tie_targets(name, classes)
+        k = np.array([SYMMETRY[s] for s in SHAPES])[classes[:, 0]]  # (N,)
+        angle = k * ORIENTATIONS[classes[:, 2]]  # (N,)
+        return np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         classes = self.index_to_factors(indices)  # (B, 5)

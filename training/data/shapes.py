@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 SHAPES = ("square", "ellipse", "heart")
+# Rotational symmetry: each shape looks the same after a turn of 2*pi/k (the heart is mirror-symmetric only).
+SYMMETRY = {"square": 4, "ellipse": 2, "heart": 1}
 SQUARE_SIDE = 19.2
 ELLIPSE_SEMI_AXES = (12.75, 7.25)  # (along x, along y) at orientation 0
 

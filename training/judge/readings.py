@@ -119,10 +119,9 @@ class Reading(BaseModel):
 
 def _dsprites(dataset: FactorDataset) -> list[Reading]:
     from training.data.dsprites import POSITION_SPAN
-    from training.data.shapes import SHAPES
+    from training.data.shapes import SHAPES, SYMMETRY
 
     values = {f.name: list(f.values) for f in dataset.factors}
-    symmetry = {"square": 4, "ellipse": 2, "heart": 1}
     return [
         Reading(name="shape", kind="categorical", values=values["shape"], unit="accuracy"),
         Reading(name="scale", kind="linear", values=values["scale"], unit="scale"),
@@ -133,7 +132,7 @@ def _dsprites(dataset: FactorDataset) -> list[Reading]:
             unit="degrees",
             per_unit=180 / math.pi,
             symmetry_of="shape",
-            symmetry=[symmetry[s] for s in SHAPES],
+            symmetry=[SYMMETRY[s] for s in SHAPES],
         ),  # fmt: skip
         Reading(name="posX", kind="linear", values=values["posX"], unit="px", per_unit=POSITION_SPAN),
         Reading(name="posY", kind="linear", values=values["posY"], unit="px", per_unit=POSITION_SPAN),
