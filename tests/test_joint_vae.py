@@ -227,6 +227,11 @@ def test_tied_continuous_factors_are_the_standardised_ground_truth_of_the_labell
     # the squared error sums over the tied dims and averages over the images
     mu, targets = torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[0.0, 2.0], [0.0, 0.0]])
     assert float(label_squared_error(mu, targets)) == pytest.approx((1 + 4) / 2)
+    # with label_tie_posterior, a posterior sample's expected squared error: the variances add
+    logvar = torch.log(torch.tensor([[0.25, 0.5], [1.0, 0.0]]).clamp_min(1e-30))
+    assert float(label_squared_error(mu, targets, logvar)) == pytest.approx((1 + 4 + 0.25 + 0.5 + 1.0) / 2)
+    with pytest.raises(ValueError, match="label_tie_posterior ties the spread of tied dims: set label_continuous"):
+        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_tie_posterior=True)
     with pytest.raises(ValueError, match="label_continuous needs few-label supervision"):
         joint(tmp_path, label_continuous="rotation")
     with pytest.raises(ValueError, match=r"\['posX'\] change when label_shift moves the image"):
@@ -332,7 +337,7 @@ def test_few_label_training_logs_its_cross_entropy_and_resumes_exactly(tmp_path:
 
 def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resumes_exactly(tmp_path: Path) -> None:
     labels = {"label_fraction": 0.01, "label_factor": "digit", "label_weight": 10.0, "label_decode": True}
-    labels |= {"label_continuous": "rotation", "label_swap_weight": 1.0}
+    labels |= {"label_continuous": "rotation", "label_tie_posterior": True, "label_swap_weight": 1.0}
     cfg = joint(tmp_path, name="warm", steps=10, label_warmup_steps=10, **labels)
     warm = train(cfg)
     torch.manual_seed(cfg.seed)  # as train() seeds it: the weights the run started from
@@ -359,6 +364,7 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
     assert [r["step"] for r in records if "recon" in r and "label_mse" in r and "label_swap_ce" in r] == [15, 20]
     hyperparameters = export_run(straight, tmp_path / "artifact").hyperparameters
     assert hyperparameters["label_warmup_steps"] == 10 and hyperparameters["label_swap_weight"] == 1.0
+    assert hyperparameters["label_tie_posterior"] is True
 
     with pytest.raises(ValueError, match="label_warmup_steps needs few-label supervision"):
         joint(tmp_path, label_warmup_steps=5)

@@ -263,6 +263,8 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, str | int | float | bool]:
             keys += ["label_fraction", "label_factor", "label_weight", "label_batch", "label_shift", "label_decode"]
             if cfg.label_continuous:
                 keys.append("label_continuous")
+            if cfg.label_tie_posterior:
+                keys.append("label_tie_posterior")
             if cfg.label_warmup_steps:
                 keys.append("label_warmup_steps")
             if cfg.label_swap_weight:

@@ -253,11 +253,15 @@ def label_cross_entropy(part_logits: torch.Tensor, labels: torch.Tensor) -> torc
     return F.cross_entropy(part_logits.float(), labels)
 
 
-def label_squared_error(mu: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def label_squared_error(mu: torch.Tensor, targets: torch.Tensor, logvar: torch.Tensor | None = None) -> torch.Tensor:
     """Few-label supervision of continuous factors (Locatello et al. 2020, section 3, R_s as an L2 loss): (L, m)
-    posterior means of the tied dims and the (L, m) standardised factor values -> the squared error summed over
-    the m dims, averaged over the labelled images."""
-    return (mu.float() - targets).pow(2).sum(1).mean()
+    posterior means of the tied dims and the (L, m) targets -> the squared error summed over the m dims,
+    averaged over the labelled images. With the (L, m) ``logvar`` it is the expected squared error of a sample
+    of the posterior, E_q[(z - t)^2] = (mu - t)^2 + sigma^2, which also ties the posterior's spread."""
+    error = (mu.float() - targets).pow(2)
+    if logvar is not None:
+        error = error + logvar.float().exp()
+    return error.sum(1).mean()
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:

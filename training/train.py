@@ -101,6 +101,11 @@ class TrainConfig:
     # shared its dims with scale and stroke, and /synthesize drew angles 12.4 degrees off; a factor the shift
     # moves (posX, posY) cannot be tied while label_shift > 0.
     label_continuous: str = ""
+    # The tie as the expected squared error of a posterior sample, (mu - t)^2 + sigma^2, rather than of the mean:
+    # it also keeps the tied dims' posteriors narrow. Tied on the mean alone, dsprites_joint_vae's orientation dims
+    # kept a spread of 0.6 on a unit circle for squares and hearts (0.16 for ellipses), so the decoder, fed
+    # samples, could not tell their angle and drew both as round blobs.
+    label_tie_posterior: bool = False
     # The first this-many steps train the encoder on the labelled cross-entropy alone, before the reconstruction
     # and the continuous ties start (the objective's schedules start after them; they count in `steps`). Inside
     # the full loss from step one, dsprites_joint_vae's shape code stayed near chance (0.94 nats after 1,500
@@ -231,6 +236,8 @@ class TrainConfig:
         tied = self.continuous_labels()
         if tied and self.label_fraction == 0:
             raise ValueError("label_continuous needs few-label supervision: set label_fraction > 0")
+        if self.label_tie_posterior and not tied:
+            raise ValueError("label_tie_posterior ties the spread of tied dims: set label_continuous")
         if len(tied) > self.latent_dim:
             raise ValueError(f"label_continuous names {len(tied)} factors for {self.latent_dim} continuous dims")
         moved = sorted({"posX", "posY"} & set(tied))
@@ -609,6 +616,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 model, labelled.batch(cfg.seed, ddp.rank, step), labelled.part, cfg.label_weight,
                 objective.likelihood, device, autocast, tie=not warming_up, decode=cfg.label_decode and not warming_up,
                 swap_weight=0.0 if warming_up else cfg.label_swap_weight, step=step, reader=reader,
+                tie_posterior=cfg.label_tie_posterior,
             )  # fmt: skip
             loss = loss + supervised
             terms.update(supervised_terms, loss=loss.detach())
@@ -688,9 +696,11 @@ def labelled_loss(
     swap_weight: float = 0.0,
     step: int = 0,
     reader: nn.Module | None = None,
+    tie_posterior: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Few-label supervision on one labelled batch: the categorical part's cross-entropy, with ``tie`` the tied
-    dims' squared error (both times ``weight``), with ``decode`` the images' reconstruction from their true
+    dims' squared error (both times ``weight``; with ``tie_posterior`` a posterior sample's expected one,
+    ``TrainConfig.label_tie_posterior``), with ``decode`` the images' reconstruction from their true
     class, and with ``swap_weight`` the swapped class read back by ``reader`` (``TrainConfig.label_swap_weight``);
     each term detached in the returned dict for the log."""
     x_labelled, label_classes, targets = (t.to(device) for t in batch)  # (L, C, H, W), (L,), (L, T)
@@ -700,7 +710,8 @@ def labelled_loss(
     loss = weight * supervised
     terms = {"label_ce": supervised.detach()}
     if tie and targets.shape[1]:
-        tied = label_squared_error(mu_l[:, : targets.shape[1]], targets)
+        m = targets.shape[1]
+        tied = label_squared_error(mu_l[:, :m], targets, logvar_l[:, :m] if tie_posterior else None)
         loss = loss + weight * tied
         terms["label_mse"] = tied.detach()
     if decode:
