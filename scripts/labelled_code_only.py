@@ -2,7 +2,8 @@
 (trunk and categorical head) on the labelled subset's cross-entropy, with no reconstruction, and prints the
 cross-entropy and the held-out accuracy on fresh renders as it goes.
 
-    .venv/bin/python scripts/labelled_code_only.py --config configs/experiments/dsprites_joint_vae_first.toml --steps 500
+    .venv/bin/python scripts/labelled_code_only.py \
+        --config configs/experiments/dsprites_joint_vae_first.toml --steps 500
 
 The subset and its draws are the ones ``disentangle-train fit`` would use for that config (``LabelledSubset``):
 if the code is not learnt here, it is not the reconstruction that crowds it out.
