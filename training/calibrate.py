@@ -293,7 +293,8 @@ def calibrate_groups(
         classes[:, members] = np.repeat(combinations, draws, axis=0)
         means = source.codes(classes).reshape(cells, draws, -1).mean(axis=1)  # (cells, d)
         offsets = np.round(means - means.mean(axis=0), 5)  # rounded: the manifest stays small
-        for j in members:  # a part keeps its factor's exact one-hot code (latent_for sets it), not a mean
-            offsets[:, calibration.factors[j].dims if calibration.factors[j].part is not None else []] = 0.0
+        for j in members:
+            if calibration.factors[j].part is not None:  # latent_for sets the part's exact one-hot, not a mean
+                offsets[:, calibration.factors[j].dims] = 0.0
         groups.append(FactorGroup(factors=[calibration.factors[j].name for j in members], offsets=offsets.tolist()))
     return calibration.model_copy(update={"groups": groups})
