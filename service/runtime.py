@@ -7,8 +7,9 @@ request its slice. Each request may pass a ``finish`` function (e.g. PNG encodin
 pool thread, so under load the event loop only parses HTTP and never touches pixels.
 
 With a wait of 0 batching costs no latency: an idle batcher runs a request at once, and a busy one runs
-everything that queued while the previous batch ran. A one-row request to an idle network runs on the event
-loop itself, which saves the two thread hand-offs that would cost more than the run.
+everything that queued while the previous batch ran. A one-row request to an idle network, with no other
+request arriving in the same turn of the event loop, runs on the loop itself, which saves the two thread
+hand-offs that would cost more than the run.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class Batcher:
                 hint="retry shortly",
                 headers={"Retry-After": "1"},
             )
-        if len(rows) <= INLINE_ROWS and self._pending == 0 and self.max_wait_s == 0:
+        if len(rows) <= INLINE_ROWS and self._pending == 0 and self.max_wait_s == 0 and await self._alone():
             return self._run_inline(_Work(rows, finish))
         loop = asyncio.get_running_loop()
         job = _Job(rows, finish, loop.create_future(), time.monotonic())
@@ -149,14 +150,31 @@ class Batcher:
             self._pending -= 1
             self._depth_gauge.set(self._pending)
 
+    async def _alone(self) -> bool:
+        """Whether, after the loop has run every other request that is ready, none of them came to this network.
+
+        A run on the loop never leaves anything queued, so without this look around an inline run would be
+        followed by another for good: under load every request would run alone, between the others' parsing,
+        instead of in batches on the inference thread. That cost a tenth of the throughput of one-latent
+        decodes at 64 connections and let a few requests wait ten times as long as the rest (p99 665 ms
+        against 68 ms after this change: `bench/serve_load.py --quick`, one core). The yield costs one turn
+        of the loop, a few microseconds; meanwhile this request counts as pending, so whoever arrives
+        queues, and this one follows them.
+        """
+        self._pending += 1
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self._pending -= 1
+        return self._pending == 0
+
     def _run_inline(self, work: _Work) -> Any:
         """Runs a small job of an idle network (nothing of it queued or running) here, on the event loop.
 
         Through the queue the same run costs two thread hand-offs (waking the inference thread, then the
         loop with the result), together more than the run of one row; and an idle network has nothing to
         batch it with. The loop is held for the run (a fraction of a millisecond), so nothing can see the
-        queue depth change and it is left alone; under load the network is never idle, so requests queue
-        and batch as before.
+        queue depth change and it is left alone.
         """
         result = self._run_batch([work])[0]
         if isinstance(result, BaseException):
