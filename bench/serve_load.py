@@ -9,8 +9,11 @@ Three things answer the same requests, one after another within each repeat:
   service  `disentangle-serve` at its default settings (log level info, access log on), --workers set to
            the cores it may use, as the container does;
   peer     bench/serve_peer.py: plain FastAPI + onnxruntime at uvicorn's defaults, same decoder.onnx.
-wrk (one thread, a separate process on the same cores) drives the servers over loopback: a warm-up, then at
-least --seconds of measurement per case. The whole round repeats --repeats times; each ratio is computed
+wrk (one thread) drives the servers over loopback: a warm-up, then at least --seconds of measurement per
+case. wrk runs on a CPU of its own (the last of this process's), and the server and the ceiling get the
+others: on the server's cores wrk would take part of the capacity the ceiling has in full, and the ratio would
+charge wrk's work to the server. On a 2-core machine the server thus gets one core (--client-cpus 0: wrk
+shares both with it). The whole round repeats --repeats times; each ratio is computed
 within a repeat (same window) and reported as the median and range over the repeats.
 
 Before the rounds it starts the service --repeats times, measuring each start (process start to the first 200
@@ -117,7 +120,7 @@ def _multipart(picture: bytes) -> bytes:
     return head + picture + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def _factors(artifact: Path) -> dict[str, object]:
+def _factors(artifact: Path) -> dict[str, float | str]:
     calibration = read_manifest(artifact).calibration
     assert calibration is not None, f"{artifact.name} has no factor calibration for /synthesize"
     return {f.name: f.values[len(f.values) // 2] for f in calibration.factors}
@@ -324,7 +327,25 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def wrk(url: str, case: Case, seconds: float, workdir: Path, pid: int | None = None) -> Sample:
+def split_cpus(client: int) -> tuple[set[int], set[int]]:
+    """This process's CPUs split into the server's and the load generator's (the last ``client`` of them).
+
+    A load generator on the server's cores takes part of the capacity the ceiling is given in full, so the
+    ratio would charge wrk's work to the server; on its own cores it charges nothing. ``client`` 0 shares them.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if not 0 <= client < len(cpus):
+        raise ValueError(f"--client-cpus must be between 0 and {len(cpus) - 1} here ({len(cpus)} CPUs), got {client}")
+    if client == 0:
+        return set(cpus), set(cpus)
+    return set(cpus[:-client]), set(cpus[-client:])
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def wrk(url: str, case: Case, seconds: float, workdir: Path, cpus: set[int], pid: int | None = None) -> Sample:
     slug = re.sub(r"\W+", "-", case.name)
     body = workdir / f"{slug}.body"
     body.write_bytes(case.body)
@@ -334,7 +355,13 @@ def wrk(url: str, case: Case, seconds: float, workdir: Path, pid: int | None = N
     # One wrk thread drives thousands of requests a second on a fraction of a core, leaving the rest to the server.
     command = ["wrk", "-t1", f"-c{case.concurrency}", f"-d{max(round(seconds), 1)}s", "--timeout", "10s"]
     cpu = cpu_seconds(pid) if pid else 0.0
-    out = subprocess.run([*command, "-s", str(script), url + case.path], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [*command, "-s", str(script), url + case.path],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),  # before exec, so wrk's threads inherit it
+    )
     cpu = cpu_seconds(pid) - cpu if pid else float("nan")
     match = re.search(r"RESULT (\{.*\})", out.stdout)
     if match is None:
@@ -422,6 +449,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before each case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, help="service processes; default: the cores it may use")
+    parser.add_argument(
+        "--client-cpus",
+        type=int,
+        help="CPUs kept for wrk alone, the last of this process's; the server and the ceiling get the rest "
+        "(default 1 where there are 2 or more; 0: wrk shares the server's CPUs)",
+    )
     parser.add_argument("--only", nargs="*", help="case names starting with these, e.g. 'decode 1'")
     parser.add_argument("--quick", action="store_true", help="3 s cases, 1 s warm-up, one repeat")
     args = parser.parse_args()
@@ -432,6 +465,13 @@ def main() -> int:
     artifact = args.model_dir / DEFAULT_MODEL
     if not (artifact / "manifest.json").is_file():
         parser.error(f"no {DEFAULT_MODEL} artifact in {args.model_dir}")
+    client_cpus = args.client_cpus if args.client_cpus is not None else int(len(os.sched_getaffinity(0)) >= 2)
+    try:
+        server_cpus, wrk_cpus = split_cpus(client_cpus)
+    except ValueError as error:
+        parser.error(str(error))
+    # The ceiling's processes and the servers inherit this affinity; so the service sizes its workers by it.
+    os.sched_setaffinity(0, server_cpus)
     cores = available_cpus()
     workers = args.workers or cores
     grid = [c for c in cases(artifact) if not args.only or any(c.name.startswith(o) for o in args.only)]
@@ -460,8 +500,10 @@ def main() -> int:
                         sample = ceiling.measure(call_key(case), parallel, args.seconds)
                         results.ceiling.setdefault(case.name, []).append(sample)
                         for url, server_pid, into in ((service, pid, results.service), (peer, peer_pid, results.peer)):
-                            wrk(url, case, args.warmup, workdir)
-                            into.setdefault(case.name, []).append(wrk(url, case, args.seconds, workdir, server_pid))
+                            wrk(url, case, args.warmup, workdir, wrk_cpus)
+                            into.setdefault(case.name, []).append(
+                                wrk(url, case, args.seconds, workdir, wrk_cpus, server_pid)
+                            )
                     print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
                 rss = server_rss_mb(pid)  # after the load, with every worker up and warm
         finally:
@@ -469,8 +511,15 @@ def main() -> int:
     models = len([p for p in args.model_dir.iterdir() if (p / "manifest.json").is_file()])
     processes = "; ".join(f"{role} {', '.join(sizes)}" for role, sizes in rss.items() if sizes)
     header = [
-        f"`python bench/serve_load.py{' --quick' if args.quick else ''}`: {cores} cores the server may use "
-        f"(load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        f"`python bench/serve_load.py{' --quick' if args.quick else ''}"
+        f"{f' --client-cpus {client_cpus}' if args.client_cpus is not None else ''}`: "
+        f"{cores} core{'s' if cores > 1 else ''} the server may use (CPUs {_cpu_list(server_cpus)}), "
+        + (
+            f"wrk on CPU{'s' if client_cpus > 1 else ''} {_cpu_list(wrk_cpus)} of its own"
+            if client_cpus
+            else "wrk on the same CPUs"
+        )
+        + f" (load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
         "the machine is shared, so compare ratios, which come from one window).",
         f"Ceiling: the model call plus the PNG codec in a loop, in min(cores, concurrency) parallel processes. "
         f"Service: disentangle-serve at default settings (log level info, access log on), --workers {workers}, "
