@@ -264,13 +264,22 @@ def ready(url: str) -> bool:
 
 
 @contextmanager
-def process(command: list[str], env: dict[str, str], log: Path, probe: str) -> Iterator[tuple[str, float, int]]:
-    """Start a server; yield (url, seconds from start to the first 200 at ``probe``, pid)."""
+def process(
+    command: list[str], env: dict[str, str], log: Path, probe: str, cpus: set[int]
+) -> Iterator[tuple[str, float, int]]:
+    """Start a server on ``cpus``; yield (url, seconds from start to the first 200 at ``probe``, pid)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen([*command, "--port", str(port)], env=env, cwd=REPO, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=out,
+            preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -470,7 +479,7 @@ def main() -> int:
         server_cpus, wrk_cpus = split_cpus(client_cpus)
     except ValueError as error:
         parser.error(str(error))
-    # The ceiling's processes and the servers inherit this affinity; so the service sizes its workers by it.
+    # Counted as the service will count them, under the affinity it will be started with.
     os.sched_setaffinity(0, server_cpus)
     cores = available_cpus()
     workers = args.workers or cores
@@ -479,18 +488,20 @@ def main() -> int:
     results = Results()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        ceiling = Ceiling(artifact, min(cores, max(c.concurrency for c in grid)))
+        ceiling = Ceiling(artifact, min(cores, max(c.concurrency for c in grid)))  # spawned: server_cpus
+        # From here on this process (polling for readiness, checking answers) keeps off the server's cores.
+        os.sched_setaffinity(0, wrk_cpus)
         command, env = service_command(args.model_dir, workers)
         peer_command = [sys.executable, str(REPO / "bench" / "serve_peer.py"), "--artifact", str(artifact)]
         # Every start but the last is stopped at once: the start is a case like the others, repeated.
         starts = []
         for _ in range(args.repeats - 1):
-            with process(command, env, workdir / "service.log", "/readyz") as (_, ready_s, _):
+            with process(command, env, workdir / "service.log", "/readyz", server_cpus) as (_, ready_s, _):
                 starts.append(ready_s)
         try:
             with (
-                process(command, env, workdir / "service.log", "/readyz") as (service, ready_s, pid),
-                process(peer_command, env, workdir / "peer.log", "/docs") as (peer, _, peer_pid),
+                process(command, env, workdir / "service.log", "/readyz", server_cpus) as (service, ready_s, pid),
+                process(peer_command, env, workdir / "peer.log", "/docs", server_cpus) as (peer, _, peer_pid),
             ):
                 starts.append(ready_s)
                 check_answers(service, peer, grid)
