@@ -155,11 +155,10 @@ class Batcher:
 
         A run on the loop never leaves anything queued, so without this look around an inline run would be
         followed by another for good: under load every request would run alone, between the others' parsing,
-        instead of in batches on the inference thread. That cost a tenth of the throughput of one-latent
-        decodes at 64 connections and let a few requests wait ten times as long as the rest (p99 665 ms
-        against 68 ms after this change: `bench/serve_load.py --quick`, one core). The yield costs one turn
-        of the loop, a few microseconds; meanwhile this request counts as pending, so whoever arrives
-        queues, and this one follows them.
+        instead of in batches on the inference thread, and a few would wait far longer than the rest (p99 of
+        one-latent decodes at 64 connections 482 ms before, 76 ms after: docs/service.md, Benchmark, fifth
+        round). The yield costs one turn of the loop, a few microseconds; meanwhile this request counts as
+        pending, so whoever arrives queues, and this one follows them.
         """
         self._pending += 1
         try:
