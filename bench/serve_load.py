@@ -9,11 +9,13 @@ Three things answer the same requests, one after another within each repeat:
   service  `disentangle-serve` at its default settings (log level info, access log on), --workers set to
            the cores it may use, as the container does;
   peer     bench/serve_peer.py: plain FastAPI + onnxruntime at uvicorn's defaults, same decoder.onnx.
-wrk (one thread) drives the servers over loopback: a warm-up, then at least --seconds of measurement per
-case. wrk runs on a CPU of its own (the last of this process's), and the server and the ceiling get the
-others: on the server's cores wrk would take part of the capacity the ceiling has in full, and the ratio would
-charge wrk's work to the server. On a 2-core machine the server thus gets one core (--client-cpus 0: wrk
-shares both with it). The whole round repeats --repeats times; each ratio is computed
+wrk (one thread) drives the servers over loopback: a warm-up, then --seconds of measurement per case, split
+into --slices turns in which the ceiling, the service and the peer run one after another (so a change in the
+machine's other load, which on a shared machine comes and goes within minutes, falls on all three alike).
+wrk runs on a CPU of its own (the last of this process's), and the server and the ceiling get the others: on
+the server's cores wrk would take part of the capacity the ceiling has in full, and the ratio would charge
+wrk's work to the server. On a 2-core machine the server thus gets one core (--client-cpus 0: wrk shares both
+with it). The whole round repeats --repeats times; each ratio is computed
 within a repeat (same window) and reported as the median and range over the repeats.
 
 Before the rounds it starts the service --repeats times, measuring each start (process start to the first 200
@@ -385,6 +387,19 @@ def wrk(url: str, case: Case, seconds: float, workdir: Path, cpus: set[int], pid
     )
 
 
+def merged(slices: list[Sample]) -> Sample:
+    """One figure from equally long slices: mean rate, median p50 and p99, failures summed, CPU per request
+    weighted by the requests of each slice."""
+    requests = [x.per_second for x in slices]  # proportional to each slice's requests: the slices are equal
+    return Sample(
+        per_second=statistics.mean(requests),
+        p50_ms=statistics.median(x.p50_ms for x in slices),
+        p99_ms=statistics.median(x.p99_ms for x in slices),
+        failures=sum(x.failures for x in slices),
+        cpu_ms=sum(x.cpu_ms * n for x, n in zip(slices, requests, strict=True)) / sum(requests),
+    )
+
+
 def check_answers(service: str, peer: str, grid: list[Case]) -> None:
     """Both servers answer each case with a 200 before anything is timed (and the same PNG where it is one)."""
     urls = (service, peer)
@@ -464,11 +479,20 @@ def main() -> int:
         help="CPUs kept for wrk alone, the last of this process's; the server and the ceiling get the rest "
         "(default 1 where there are 2 or more; 0: wrk shares the server's CPUs)",
     )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=4,
+        help="each case's --seconds split into this many turns of ceiling, service and peer (default 4; "
+        "at most one per whole second)",
+    )
     parser.add_argument("--only", nargs="*", help="case names starting with these, e.g. 'decode 1'")
     parser.add_argument("--quick", action="store_true", help="3 s cases, 1 s warm-up, one repeat")
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.warmup, args.repeats = 3.0, 1.0, 1
+        args.seconds, args.warmup, args.repeats, args.slices = 3.0, 1.0, 1, 1
+    slices = max(1, min(args.slices, int(args.seconds)))
+    slice_s = float(max(1, round(args.seconds / slices)))  # wrk measures whole seconds
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed: apt-get install -y wrk")
     artifact = args.model_dir / DEFAULT_MODEL
@@ -505,16 +529,23 @@ def main() -> int:
             ):
                 starts.append(ready_s)
                 check_answers(service, peer, grid)
+                servers = ((service, pid, results.service), (peer, peer_pid, results.peer))
                 for repeat in range(args.repeats):
                     for case in grid:
                         parallel = min(cores, case.concurrency)
-                        sample = ceiling.measure(call_key(case), parallel, args.seconds)
-                        results.ceiling.setdefault(case.name, []).append(sample)
-                        for url, server_pid, into in ((service, pid, results.service), (peer, peer_pid, results.peer)):
+                        for url, _, _ in servers:
                             wrk(url, case, args.warmup, workdir, wrk_cpus)
-                            into.setdefault(case.name, []).append(
-                                wrk(url, case, args.seconds, workdir, wrk_cpus, server_pid)
-                            )
+                        # The three take turns slice by slice, so that a change in the machine's other load
+                        # falls on all of them rather than on whichever ran during it.
+                        ceiling_slices: list[Sample] = []
+                        server_slices: list[list[Sample]] = [[] for _ in servers]
+                        for _ in range(slices):
+                            ceiling_slices.append(ceiling.measure(call_key(case), parallel, slice_s))
+                            for (url, server_pid, _), taken in zip(servers, server_slices, strict=True):
+                                taken.append(wrk(url, case, slice_s, workdir, wrk_cpus, server_pid))
+                        results.ceiling.setdefault(case.name, []).append(merged(ceiling_slices))
+                        for (_, _, into), taken in zip(servers, server_slices, strict=True):
+                            into.setdefault(case.name, []).append(merged(taken))
                     print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
                 rss = server_rss_mb(pid)  # after the load, with every worker up and warm
         finally:
@@ -536,7 +567,9 @@ def main() -> int:
         f"Service: disentangle-serve at default settings (log level info, access log on), --workers {workers}, "
         f"all {models} bundled models loaded, default {DEFAULT_MODEL}. Peer: plain FastAPI + onnxruntime "
         "(bench/serve_peer.py), one uvicorn process at its defaults.",
-        f"Each figure: {args.seconds:g} s after a {args.warmup:g} s warm-up, "
+        f"Each figure: {slices * slice_s:g} s"
+        + (f" in {slices} slices of {slice_s:g} s, the three taking turns," if slices > 1 else "")
+        + f" after a {args.warmup:g} s warm-up, "
         + (f"median (range) of {args.repeats} repeats." if args.repeats > 1 else "one run."),
         f"Service start to ready (process start to the first 200 from /readyz), s: {spread(starts, '{:.2f}')}"
         + (f" over {len(starts)} starts" if len(starts) > 1 else "")

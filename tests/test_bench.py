@@ -30,7 +30,8 @@ def run(*args: str) -> str:
 def test_the_serving_benchmark_runs_and_reports_every_column() -> None:
     # Two workers whatever the CPUs (wrk's own CPU leaves one core on a two-core machine): the memory line
     # then names the supervisor and each worker.
-    args = ["--seconds", "1", "--warmup", "0.5", "--repeats", "1", "--only", "decode 1", "--workers", "2"]
+    args = ["--seconds", "2", "--slices", "2", "--warmup", "0.5", "--repeats", "1", "--only", "decode 1"]
+    args += ["--workers", "2"]
     out = run("bench/serve_load.py", *args)
     rates, _, cpu = out.partition("CPU time per request")
     for table in (rates, cpu):
@@ -42,6 +43,7 @@ def test_the_serving_benchmark_runs_and_reports_every_column() -> None:
         if line.startswith("| decode 1"):
             assert line.strip("|").split("|")[-1].strip() == "0", line  # no failed request, service or peer
     assert "Service start to ready" in out
+    assert "Each figure: 2 s in 2 slices of 1 s, the three taking turns" in out
     assert re.search(r"core.? the server may use \(CPUs [\d,]+\), wrk on (CPUs? [\d,]+ of its own|the same CPUs)", out)
     # resident and proportional memory of the supervisor and each worker
     assert re.search(r"supervisor \d+ \(PSS \d+\); workers \d+ \(PSS \d+\), \d+ \(PSS \d+\)", out), out
