@@ -4,12 +4,14 @@ Every network (a model's encoder or decoder) has one ``Batcher``. Requests put t
 await a future; an inference thread takes what is queued (up to ``batch_max_size`` rows, waiting up to
 ``batch_max_wait_ms`` after the oldest request for company), runs it as one onnxruntime call, and hands each
 request its slice. Each request may pass a ``finish`` function (e.g. PNG encoding) that runs in the same
-pool thread, so under load the event loop only parses HTTP and never touches pixels.
+pool thread, so the event loop only parses HTTP while large requests run.
 
 With a wait of 0 batching costs no latency: an idle batcher runs a request at once, and a busy one runs
-everything that queued while the previous batch ran. A one-row request to an idle network, with no other
-request arriving in the same turn of the event loop, runs on the loop itself, which saves the two thread
-hand-offs that would cost more than the run.
+everything that queued while the previous batch ran. A one-row request to an idle network first waits one
+turn of the event loop for other one-row requests to it. Alone, it runs on the loop itself, saving the two
+thread hand-offs that cost more than its run. With company, the batch goes to the inference thread, which
+overlaps it with the loop's parsing, unless the process has less than two CPUs to itself (``loop_batches``):
+then the overlap is only a fight for the GIL, and the loop runs the batch too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from service.cpus import available_cpus
 from service.errors import Rejected
 from service.metrics import Metrics
 from service.settings import Settings
@@ -36,9 +39,18 @@ log = logging.getLogger("disentangle.runtime")
 
 Outputs = list[np.ndarray]
 # Requests of at most this many rows run on the event loop when their network is idle and batches are not
-# told to wait for company (Batcher._run_inline).
+# told to wait for company (Batcher._lead_turn).
 INLINE_ROWS = 1
 Finish = Callable[[Outputs], Any]
+
+
+def batches_on_loop(settings: Settings) -> bool:
+    """``Settings.loop_batches``, or by default whether this process has less than two CPUs to itself (the
+    CPUs it may use, shared among its fellow workers)."""
+    if settings.loop_batches is not None:
+        return settings.loop_batches
+    cpus = available_cpus()
+    return cpus < 2 * (settings.workers or cpus)
 
 
 def open_session(path: Path, settings: Settings) -> ort.InferenceSession:
@@ -68,7 +80,8 @@ class _Job(_Work):
 
 
 class Batcher:
-    """Gathers concurrent requests to one network into single onnxruntime runs, one run in flight at a time.
+    """Gathers concurrent requests to one network into single onnxruntime runs, one at a time in the thread
+    (a run on the loop, ``_run_turn``, may overlap it: an onnxruntime session takes concurrent runs).
 
     The inference thread pulls batches itself: after a run it takes what queued meanwhile and goes on, without
     waiting for the event loop, which may be busy sending the last batch's responses. The loop only appends
@@ -100,6 +113,8 @@ class Batcher:
         self._draining = False
         self._arrivals = threading.Condition()
         self._pending = 0  # queued or running, for the 429 bound; touched by the event loop only
+        self._turn: list[_Job] | None = None  # one-row requests gathering in this turn of the loop (_lead_turn)
+        self.on_loop = batches_on_loop(settings)
         self.unready_after = settings.failures_until_unready
         self.failures_in_a_row = 0  # written by the pool thread, read by /readyz; a plain int is safe under the GIL
         self.last_failure = ""
@@ -114,7 +129,7 @@ class Batcher:
 
     async def submit(self, rows: np.ndarray, finish: Finish | None = None) -> Any:
         """Run ``rows`` (B, ...) float32 in some batch; return ``finish(outputs)`` or the outputs."""
-        if self._pending >= self.depth:
+        if self._pending + len(self._turn or ()) >= self.depth:
             raise Rejected(
                 429,
                 None,
@@ -123,70 +138,89 @@ class Batcher:
                 hint="retry shortly",
                 headers={"Retry-After": "1"},
             )
-        if len(rows) <= INLINE_ROWS and self._pending == 0 and self.max_wait_s == 0 and await self._alone():
-            return self._run_inline(_Work(rows, finish))
-        loop = asyncio.get_running_loop()
-        job = _Job(rows, finish, loop.create_future(), time.monotonic())
+        job = _Job(rows, finish, asyncio.get_running_loop().create_future(), time.monotonic())
+        if len(rows) <= INLINE_ROWS and self.max_wait_s == 0:
+            turn = self._turn
+            if turn is not None and len(turn) < self.max_size:  # a turn gathers: its leader runs this too
+                turn.append(job)
+                return await job.future
+            if turn is None and self._pending == 0:
+                return await self._lead_turn(job)
+        self._enqueue([job])
+        return await job.future
+
+    async def _lead_turn(self, job: _Job) -> Any:
+        """Gathers the one-row requests to this idle network that arrive while the loop runs everything else
+        that is ready, then runs them: here on the loop when ``on_loop``, or when none came (a lone request);
+        else in the inference thread.
+
+        A lone row through the thread costs two thread hand-offs (waking it, then the loop with the result),
+        more than its run, and an idle network has nothing to batch it with. Without the turn, though, a run
+        on the loop would leave nothing queued, every request under load would run alone between the others'
+        parsing, and a few would wait far longer than the rest (p99 of one-latent decodes at 64 connections
+        482 ms: docs/service.md, Benchmark, fifth round). With company, the thread overlaps the run with the
+        loop's parsing where the process has a spare core; where it has none, that overlap is only a fight
+        for the GIL on top of the hand-offs, and the loop runs the batch itself (``on_loop``). The turn costs
+        a few microseconds; the loop is held for the run, at most ``max_size`` rows.
+        """
+        turn = [job]
+        self._turn = turn
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            job.future.cancel()  # this request's client left; the ones that joined it still get answers
+            raise
+        finally:
+            self._turn = None
+            if self.on_loop or len(turn) == 1:
+                self._run_here(turn)
+            else:
+                self._enqueue(turn)
+        return await job.future
+
+    def _run_here(self, jobs: list[_Job]) -> None:
+        """One run of ``jobs`` on the event loop, each answered. The loop is held for it, so nothing can see
+        the queue depth change and it is left alone."""
+        try:
+            results = self._run_batch(jobs)
+        except Exception as error:  # as in _drain, nothing may escape (rows that cannot be stacked, say)
+            self._record_failure(error)
+            results = [self._failure() for _ in jobs]
+        self._resolve(jobs, results)
+
+    def _enqueue(self, jobs: list[_Job]) -> None:
+        """Queues ``jobs`` for the inference thread (they count as pending until answered), starting a drain
+        if none is running; if the pool is shut down, they are answered with a 503."""
+        rows = sum(len(job.rows) for job in jobs)
         with self._arrivals:
-            self._queue.append(job)
-            self._queued_rows += len(rows)
+            self._queue.extend(jobs)
+            self._queued_rows += rows
             start = not self._draining
             self._draining = True
             self._arrivals.notify()
         if start:
             try:
-                self.pool.submit(self._drain, loop)
+                self.pool.submit(self._drain, asyncio.get_running_loop())
             except RuntimeError:  # the pool is shut down: the service is stopping
                 with self._arrivals:
-                    self._queue.remove(job)
-                    self._queued_rows -= len(rows)
+                    for job in jobs:
+                        self._queue.remove(job)
+                    self._queued_rows -= rows
                     self._draining = False
-                raise Rejected(503, None, "a running service", "one shutting down") from None
-        self._pending += 1
+                self._resolve(jobs, [self._stopping() for _ in jobs])
+                return
+        self._pending += len(jobs)
         self._depth_gauge.set(self._pending)
-        try:
-            return await job.future
-        finally:
-            self._pending -= 1
-            self._depth_gauge.set(self._pending)
-
-    async def _alone(self) -> bool:
-        """Whether, after the loop has run every other request that is ready, none of them came to this network.
-
-        A run on the loop never leaves anything queued, so without this look around an inline run would be
-        followed by another for good: under load every request would run alone, between the others' parsing,
-        instead of in batches on the inference thread, and a few would wait far longer than the rest (p99 of
-        one-latent decodes at 64 connections 482 ms before, 76 ms after: docs/service.md, Benchmark, fifth
-        round). The yield costs one turn of the loop, a few microseconds; meanwhile this request counts as
-        pending, so whoever arrives queues, and this one follows them.
-        """
-        self._pending += 1
-        try:
-            await asyncio.sleep(0)
-        finally:
-            self._pending -= 1
-        return self._pending == 0
-
-    def _run_inline(self, work: _Work) -> Any:
-        """Runs a small job of an idle network (nothing of it queued or running) here, on the event loop.
-
-        Through the queue the same run costs two thread hand-offs (waking the inference thread, then the
-        loop with the result), together more than the run of one row; and an idle network has nothing to
-        batch it with. The loop is held for the run (a fraction of a millisecond), so nothing can see the
-        queue depth change and it is left alone.
-        """
-        result = self._run_batch([work])[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
 
     async def close(self) -> None:
         with self._arrivals:
             jobs = list(self._queue)
             self._queue.clear()
-        for job in jobs:
-            if not job.future.done():
-                job.future.set_exception(Rejected(503, None, "a running service", "one shutting down"))
+        self._answer_queued(jobs, [self._stopping() for _ in jobs])
+
+    @staticmethod
+    def _stopping() -> Rejected:
+        return Rejected(503, None, "a running service", "one shutting down")
 
     @property
     def failing(self) -> str | None:
@@ -224,7 +258,7 @@ class Batcher:
         if not jobs:
             return
         try:
-            loop.call_soon_threadsafe(self._resolve, jobs, results)
+            loop.call_soon_threadsafe(self._answer_queued, jobs, results)
         except RuntimeError:  # the loop closed during shutdown; nobody waits for these any more
             pass
 
@@ -255,6 +289,12 @@ class Batcher:
                 rows += len(job.rows)
             self._queued_rows -= rows
         return jobs
+
+    def _answer_queued(self, jobs: list[_Job], results: list[Any]) -> None:
+        """On the event loop: answers jobs taken from the queue, which then no longer count as pending."""
+        self._pending -= len(jobs)
+        self._depth_gauge.set(self._pending)
+        self._resolve(jobs, results)
 
     def _resolve(self, jobs: list[_Job], results: list[Any]) -> None:
         """On the event loop: hand each request its result; one that cannot be handed over gets a 500."""

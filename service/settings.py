@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         default=3, ge=1, description="failed runs in a row after which a network makes /readyz answer 503"
     )
     inference_threads: int = Field(default=1, ge=1, description="threads that run batches, shared by all models")
+    loop_batches: bool | None = Field(
+        default=None,
+        description="one-row requests that arrive together run as a batch on the event loop, not in an inference "
+        "thread; default: where this process has less than two CPUs to itself (available CPUs / workers)",
+    )
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per session; 0 = all cores")
     inter_op_threads: int = Field(default=1, ge=0)
     providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [CPU_PROVIDER])

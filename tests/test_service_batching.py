@@ -8,6 +8,7 @@ import io
 import json
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,9 @@ from PIL import Image
 from service_harness import REPO, copy_artifact, metric, serve
 
 from service.client import AsyncClient, Client
+from service.metrics import Metrics
+from service.runtime import Batcher, open_session
+from service.settings import Settings
 
 CONCURRENT = 24
 
@@ -87,13 +91,14 @@ def test_concurrent_encodes_share_runs_and_keep_their_own_answers(url: str) -> N
     np.testing.assert_allclose(np.concatenate([lv for _, lv in answers]), together_logvar, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def default_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=[False, True], ids=["batches-in-the-thread", "batches-on-the-loop"])
+def default_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[str]:
     # A bundled model rather than the tiny smoke one: each request must take the server longer than the test
     # takes to send the next, or there is never more than one request in the server to batch.
     root = tmp_path_factory.mktemp("service-batching-default") / "models"
     copy_artifact(REPO / "models" / "dsprites_beta_tcvae", root, "smoke")  # the name batches() reads
-    with serve(root) as base:  # no batch wait: a lone one-row request runs on the event loop
+    # No batch wait: a lone one-row request runs on the event loop, company goes to the thread or stays there
+    with serve(root, loop_batches=request.param) as base:
         yield base
 
 
@@ -140,3 +145,43 @@ def test_without_a_batch_wait_concurrent_one_row_decodes_still_share_runs(defaul
     # Before the fix not one run carried two rows; with it, on this machine, 72 rows went in 8 runs.
     assert (runs - runs_before) - (singles - singles_before) >= 1
     assert answers == [a.content for a in alone] * 3  # each the PNG its latent gets alone, byte for byte
+
+
+def test_a_turn_on_the_loop_holds_at_most_a_batch_and_answers_those_who_joined_if_its_leader_leaves(
+    smoke_artifact: Path,
+) -> None:
+    """Without a batch wait, one-row requests that arrive in one turn of the event loop run there together.
+    Ten of them with batches of at most four: the first leads a run of four, the rest go to the inference
+    thread's queue, and every answer equals the one its row gets alone. A leader cancelled while it gathers
+    (its client left) must still run the rows that joined it, or their requests would wait for good."""
+    settings = Settings(model_dir=smoke_artifact.parent, batch_max_size=4, loop_batches=True)
+    session = open_session(smoke_artifact / "decoder.onnx", settings)
+    rows = np.random.default_rng(3).normal(size=(10, 1, 10)).astype(np.float32)
+    alone = [session.run(["image"], {"z": z})[0] for z in rows]
+    metrics = Metrics()
+    labels = {"model": "smoke", "network": "decoder"}
+
+    def sizes(suffix: str, **extra: str) -> float:
+        return metrics.registry.get_sample_value(f"disentangle_batch_size_{suffix}", labels | extra) or 0.0
+
+    async def scenario() -> tuple[list[np.ndarray], list[np.ndarray], bool, tuple[float, float]]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher("smoke", "decoder", session, ["image"], pool, metrics, settings)
+            together = await asyncio.wait_for(asyncio.gather(*(batcher.submit(z) for z in rows)), timeout=10)
+            assert sizes("bucket", le="4.0") == sizes("count")  # no run took more than a batch
+            assert sizes("count") < len(rows)  # and some took several rows
+            before = sizes("count"), sizes("sum")
+            leader = asyncio.ensure_future(batcher.submit(rows[0]))
+            joined = [asyncio.ensure_future(batcher.submit(z)) for z in rows[1:3]]
+            await asyncio.sleep(0)  # the leader has begun to gather, the others joined it
+            leader.cancel()
+            after = await asyncio.wait_for(asyncio.gather(*joined), timeout=10)
+            await asyncio.sleep(0)
+            run = sizes("count") - before[0], sizes("sum") - before[1]
+            return [out[0] for out in together], [out[0] for out in after], leader.cancelled(), run
+
+    together, after, cancelled, (runs, rows_run) = asyncio.run(scenario())
+    for got, expected in zip(together + after, alone + alone[1:3], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert cancelled
+    assert (runs, rows_run) == (1, 3)  # the cancelled leader's row and the two that joined it, in one run

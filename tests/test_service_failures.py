@@ -107,10 +107,21 @@ def test_failed_runs_answer_500_turn_readyz_red_and_a_success_turns_it_green(url
     assert httpx.post(f"{url}/encode", json={"images": [np.zeros((64, 64)).tolist()]}, timeout=10).status_code == 200
 
 
-def test_an_error_outside_the_run_fails_the_batch_and_the_batcher_goes_on(smoke_artifact: Path) -> None:
+@pytest.mark.parametrize(
+    ("wait_ms", "on_loop"),
+    [(200.0, False), (0.0, False), (0.0, True)],
+    ids=["waiting-in-the-thread", "turn-sent-to-the-thread", "turn-on-the-loop"],
+)
+def test_an_error_outside_the_run_fails_the_batch_and_the_batcher_goes_on(
+    smoke_artifact: Path, wait_ms: float, on_loop: bool
+) -> None:
     """Rows that cannot be stacked into one batch (a (1, 10) and a (1, 9) request) make the drain itself raise,
-    before onnxruntime is reached: both requests are answered, and the next one is served."""
-    settings = Settings(model_dir=smoke_artifact.parent, batch_max_wait_ms=200, batch_max_size=8)
+    before onnxruntime is reached: both requests are answered, and the next one is served. With a wait they
+    batch in the inference thread; without one, they gather in a turn of the event loop (Batcher._lead_turn)
+    and run in the thread or on the loop."""
+    settings = Settings(
+        model_dir=smoke_artifact.parent, batch_max_wait_ms=wait_ms, batch_max_size=8, loop_batches=on_loop
+    )
     session = open_session(smoke_artifact / "decoder.onnx", settings)
 
     async def scenario() -> tuple[list[BaseException | np.ndarray], np.ndarray]:
