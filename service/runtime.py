@@ -38,8 +38,8 @@ from service.settings import Settings
 log = logging.getLogger("disentangle.runtime")
 
 Outputs = list[np.ndarray]
-# Requests of at most this many rows run on the event loop when their network is idle and batches are not
-# told to wait for company (Batcher._lead_turn).
+# Requests of at most this many rows gather in a turn of the event loop when their network is idle and
+# batches are not told to wait for company (Batcher._lead_turn).
 INLINE_ROWS = 1
 Finish = Callable[[Outputs], Any]
 
@@ -81,7 +81,7 @@ class _Job(_Work):
 
 class Batcher:
     """Gathers concurrent requests to one network into single onnxruntime runs, one at a time in the thread
-    (a run on the loop, ``_run_turn``, may overlap it: an onnxruntime session takes concurrent runs).
+    (a run on the loop, ``_lead_turn``, may overlap it: an onnxruntime session takes concurrent runs).
 
     The inference thread pulls batches itself: after a run it takes what queued meanwhile and goes on, without
     waiting for the event loop, which may be busy sending the last batch's responses. The loop only appends
@@ -179,8 +179,11 @@ class Batcher:
         return await job.future
 
     def _run_here(self, jobs: list[_Job]) -> None:
-        """One run of ``jobs`` on the event loop, each answered. The loop is held for it, so nothing can see
-        the queue depth change and it is left alone."""
+        """One run of ``jobs`` on the event loop (held for it), each answered; those whose clients left are
+        dropped first."""
+        jobs = [job for job in jobs if not job.future.done()]
+        if not jobs:
+            return
         try:
             results = self._run_batch(jobs)
         except Exception as error:  # as in _drain, nothing may escape (rows that cannot be stacked, say)
