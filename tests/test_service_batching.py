@@ -18,8 +18,9 @@ from PIL import Image
 from service_harness import REPO, copy_artifact, metric, serve
 
 from service.client import AsyncClient, Client
+from service.cpus import available_cpus
 from service.metrics import Metrics
-from service.runtime import Batcher, open_session
+from service.runtime import Batcher, batches_on_loop, open_session
 from service.settings import Settings
 
 CONCURRENT = 24
@@ -185,3 +186,14 @@ def test_a_turn_on_the_loop_holds_at_most_a_batch_and_answers_those_who_joined_i
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert cancelled
     assert (runs, rows_run) == (1, 2)  # the two that joined, in one run; nobody waits for the leader's row
+
+
+def test_batches_run_on_the_loop_where_a_process_has_less_than_two_cpus_to_itself(tmp_path: Path) -> None:
+    """The default of ``loop_batches`` follows the CPUs this process may use, shared among its workers; a
+    setting overrides it either way."""
+    cpus = available_cpus()
+    assert batches_on_loop(Settings(model_dir=tmp_path, workers=0)) is True  # one worker per CPU
+    assert batches_on_loop(Settings(model_dir=tmp_path, workers=cpus)) is True
+    assert batches_on_loop(Settings(model_dir=tmp_path, workers=1)) is (cpus < 2)
+    assert batches_on_loop(Settings(model_dir=tmp_path, workers=1, loop_batches=True)) is True
+    assert batches_on_loop(Settings(model_dir=tmp_path, workers=0, loop_batches=False)) is False
