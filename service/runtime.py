@@ -66,15 +66,11 @@ def open_session(path: Path, settings: Settings) -> ort.InferenceSession:
 
 
 @dataclass
-class _Work:
+class _Job:
+    """One request's rows, what to do with their outputs, and the future the request awaits."""
+
     rows: np.ndarray
     finish: Finish | None
-
-
-@dataclass
-class _Job(_Work):
-    """Work queued for the inference thread, and the future its request awaits."""
-
     future: asyncio.Future[Any]
     arrived: float  # time.monotonic()
 
@@ -313,7 +309,7 @@ class Batcher:
                 self._record_failure(error)
                 job.future.set_exception(self._failure())
 
-    def _run_batch(self, jobs: Sequence[_Work]) -> list[Any]:
+    def _run_batch(self, jobs: Sequence[_Job]) -> list[Any]:
         """One onnxruntime call for all jobs, then each job's finish on its slice."""
         start = time.perf_counter()
         rows = jobs[0].rows if len(jobs) == 1 else np.concatenate([job.rows for job in jobs])
