@@ -5,7 +5,6 @@ Only that they run and report is checked, never a timing: timings belong to `mak
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -49,12 +48,18 @@ def test_the_serving_benchmark_runs_and_reports_every_column() -> None:
     assert re.search(r"supervisor \d+ \(PSS \d+\); workers \d+ \(PSS \d+\), \d+ \(PSS \d+\)", out), out
 
 
-def test_the_uvicorn_floor_runs_and_reports_both_sides() -> None:
-    out = run("bench/uvicorn_floor.py", "--seconds", "1", "--repeats", "1")
-    row = json.loads(out.splitlines()[0])
-    assert set(row) == {"uvicorn_p50_ms", "in_process_p50_ms", "added_ms"}
-    assert row["uvicorn_p50_ms"] > 0 and row["in_process_p50_ms"] > 0
+def test_the_latency_floor_reports_every_layer_and_the_goal_share() -> None:
+    out = run("bench/uvicorn_floor.py", "--seconds", "1", "--slices", "1", "--repeats", "1")
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    layers = [name for name in rows if name != "layer"]
+    assert len(layers) == 6, out
+    assert layers[0] == "model call + PNG, in process, back to back"
+    assert layers[-1] == "the service: POST /decode, 1 latent, PNG back"
+    for line in rows.values():
+        p50 = line.split("|")[2].strip()
+        assert p50 == "p50 ms" or float(p50.split()[0]) > 0, line  # every layer answered and was timed
     assert "uvicorn + loopback + wrk add" in out
+    assert re.search(r"take -?[\d.]+ \(.*\) ms of the 0.15 ms the goal allows", out), out
 
 
 def test_the_hot_path_parts_compare_every_piece_with_its_predecessor() -> None:
