@@ -224,11 +224,10 @@ def report(
           f"each layer {slices} turns of {slice_s:g} s; the servers on the CPUs of the in-process loops, wrk on "
           "its own where there are two or more.")  # fmt: skip
     print()
-    print("| layer | p50 ms | added to the layer named |")
-    print("|---|---:|---|")
+    print("| layer | p50 ms | over the row above |")
+    print("|---|---:|---:|")
     for label, key, base in rows:
-        added = f"{spread(less(key, base))} to '{base}'" if base else ""
-        print(f"| {label} | {spread(p50[key])} | {added} |")
+        print(f"| {label} | {spread(p50[key])} | {spread(less(key, base)) if base else ''} |")
     print()
     served = less("uvicorn + model call", "in process")
     print(f"uvicorn + loopback + wrk add {spread(served)} ms to one decode at concurrency 1")
