@@ -47,7 +47,8 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/train_throughput.py
-	@if [ -f bench/serve_load.py ]; then $(BIN)/python bench/serve_load.py; fi
+	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/uvicorn_floor.py
 
 # Retrain, export and evaluate every model of the zoo (hours on a CPU; see README, "Model zoo").
 zoo: $(VENV)/.installed
