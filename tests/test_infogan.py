@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
@@ -14,8 +17,19 @@ from service_harness import serve
 
 from service.contract.manifest import read_manifest, sha256_of
 from training.cli import main
+from training.data import get_dataset
 from training.gan import CodeLayout, InfoGAN
-from training.infogan import InfoGANConfig, info_loss, train_infogan
+from training.infogan import (
+    InfoGANConfig,
+    adam,
+    adversarial_step,
+    build_infogan,
+    info_loss,
+    label_loss,
+    labelled_subset,
+    parameter_groups,
+    train_infogan,
+)
 from training.train import CHECKPOINT, LOG, load_checkpoint
 
 LAYOUT = CodeLayout(continuous=2, categorical=(10,), noise=4)  # the smoke model's, as in conftest.INFOGAN_SMOKE
@@ -57,17 +71,105 @@ def test_info_loss_is_the_codes_negative_log_likelihood_under_q() -> None:
     assert float(info_loss(model, wrong, continuous, classes)[0]) == pytest.approx(50.0, rel=1e-4)
 
 
-def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path: Path) -> None:
-    straight = train_infogan(tiny(tmp_path, name="straight"))
-    train_infogan(tiny(tmp_path, name="interrupted", steps=6))
-    resumed = train_infogan(tiny(tmp_path, name="interrupted"), resume=True)
+FEW_LABELS = {"label_fraction": 0.01, "label_factor": "digit", "label_continuous": "rotation,scale"}
+
+
+@pytest.mark.parametrize("labels", [{}, FEW_LABELS], ids=["unsupervised", "few labels"])
+def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path: Path, labels: dict) -> None:
+    straight = train_infogan(tiny(tmp_path, name="straight", **labels))
+    train_infogan(tiny(tmp_path, name="interrupted", steps=6, **labels))
+    resumed = train_infogan(tiny(tmp_path, name="interrupted", **labels), resume=True)
     a, b = load_checkpoint(straight / CHECKPOINT), load_checkpoint(resumed / CHECKPOINT)
     assert b["progress"]["step"] == 12 and b["progress"]["images_seen"] == 12 * 8
     for key, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
     records = [json.loads(line) for line in (resumed / LOG).open()]
     assert [r["step"] for r in records] == [4, 6, 8, 12]  # the interrupted run logged its last step
-    assert {"loss_d", "loss_g", "info_cat", "info_cont", "q_accuracy"} <= set(records[-1])
+    logged = {"loss_d", "loss_g", "info_cat", "info_cont", "q_accuracy"}
+    assert logged | ({"label_cat", "label_cont", "label_accuracy"} if labels else set()) <= set(records[-1])
+
+
+def test_label_loss_is_qs_negative_log_likelihood_of_the_labelled_factors() -> None:
+    model = InfoGAN(LAYOUT, width=4, q_hidden=8)
+    labels, targets = torch.tensor([3, 7]), torch.tensor([[0.25], [-0.5]])  # one tied code of the two
+    q = torch.zeros(2, 10 + 4)
+    q[0, 3] = q[1, 7] = 50.0  # Q sure of each image's digit
+    q[:, 10] = targets[:, 0]  # the first code's means on the targets; log variances 0
+    q[:, 11] = 9.0  # the untied second code: far off, and not counted
+    cat, cont, accuracy = label_loss(model, q, labels, targets)
+    assert float(cat) < 1e-6 and float(accuracy) == 1.0
+    assert float(cont) == pytest.approx(0.5 * math.log(2 * math.pi), rel=1e-6), "one unit Gaussian at its mean"
+    _, off, _ = label_loss(model, q, labels, targets + 1.0)
+    assert float(off) == pytest.approx(0.5 * math.log(2 * math.pi) + 0.5, rel=1e-6), "one sd away: +0.5 nats"
+    swapped = label_loss(model, q, labels.flip(0), targets)
+    assert float(swapped[0]) == pytest.approx(50.0, rel=1e-4) and float(swapped[2]) == 0.0
+
+
+def test_the_labelled_subset_is_one_percent_with_targets_on_the_codes_scale(tmp_path: Path) -> None:
+    subset = labelled_subset(tiny(tmp_path, **FEW_LABELS), get_dataset("digits"))
+    assert len(subset.labels) == 907 and subset.targets.shape == (907, 2)  # 1% of the grid, two tied codes
+    assert set(subset.labels.tolist()) == set(range(10))
+    # standardised factors times 1/sqrt(3), a U(-1, 1) code's standard deviation: inside the codes' range
+    assert float(subset.targets.abs().max()) <= 1.0
+    assert float(subset.targets.std()) == pytest.approx(1 / math.sqrt(3), rel=0.05)
+
+
+def test_the_labelled_images_train_ds_trunk_and_qs_head(tmp_path: Path) -> None:
+    dataset = get_dataset("digits")
+
+    def one_step(weight: float) -> tuple[InfoGAN, dict[str, torch.Tensor]]:
+        cfg = tiny(tmp_path, **FEW_LABELS, label_weight=weight)
+        torch.manual_seed(0)
+        model = build_infogan(cfg, dataset)
+        d_params, g_params = parameter_groups(model)
+        opt_d, opt_g = (
+            adam(d_params, cfg.lr_d, (cfg.beta1, cfg.beta2)),
+            adam(g_params, cfg.lr_g, (cfg.beta1, cfg.beta2)),
+        )
+        labelled = labelled_subset(cfg, dataset).batch(cfg.seed, 0, 0)
+        torch.manual_seed(1)  # the same codes and noise in both runs
+        terms = adversarial_step(cfg, model, opt_d, opt_g, labelled[0][:8], 0, nullcontext(), labelled)
+        return model, terms
+
+    unweighted, _ = one_step(0.0)
+    weighted, terms = one_step(1.0)
+    assert {"label_cat", "label_cont", "label_accuracy"} <= set(terms)
+    assert float(terms["label_cat"]) == pytest.approx(math.log(10), rel=0.1), "an untrained Q: about chance"
+    for part in ("trunk", "q_head"):
+        before = torch.cat([p.flatten() for p in getattr(unweighted.discriminator, part).parameters()])
+        after = torch.cat([p.flatten() for p in getattr(weighted.discriminator, part).parameters()])
+        assert not torch.allclose(before, after), f"the label terms did not reach D's {part}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"label_fraction": 0.02, "label_factor": "digit"}, "label_fraction must be in [0, 0.01], got 0.02"),
+        ({"label_fraction": 0.01}, "label_fraction > 0 needs a label_factor"),
+        ({"label_continuous": "rotation"}, "label_factor and label_continuous need few-label supervision"),
+        ({"label_fraction": 0.01, "label_factor": "digit", "label_batch": 0}, "label_batch must be >= 1"),
+    ],
+)
+def test_bad_label_settings_are_rejected_by_name(tmp_path: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny(tmp_path, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"label_continuous": "rotation,scale,thickness"}, "takes 3 continuous codes, the model has 2"),
+        ({"label_factor": "colour"}, "label_factor must be one of ['digit', 'scale'"),
+        ({"label_factor": "scale"}, "label_factor 'scale' has 4 values; the categorical part"),
+    ],
+)
+def test_labels_the_model_cannot_take_fail_before_the_run_folder_is_touched(
+    tmp_path: Path, overrides: dict, message: str
+) -> None:
+    cfg = tiny(tmp_path, **(FEW_LABELS | overrides))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train_infogan(cfg)
+    assert not cfg.run_dir.exists()
 
 
 def test_a_run_writes_sample_grids_of_the_generator(tmp_path: Path) -> None:

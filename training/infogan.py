@@ -12,6 +12,13 @@ paper's "smaller lambda" for continuous codes, 0.1). G uses the non-saturating l
 et al. 2014, section 3). As in the paper, Q shares D's conv trunk; the trunk is trained by D's loss alone
 and Q's head by L_I, with G's optimiser (Adam, lr 1e-3 for G and Q, 2e-4 for D, betas (0.5, 0.999)).
 
+With ``label_fraction`` > 0 the run is semi-supervised (ss-InfoGAN, Spurr et al. 2017, "Guiding InfoGAN with
+Semi-Supervision"): on a fixed few-label subset of real images (at most 1%, as in Locatello et al. 2020), Q's
+first categorical code is trained to read ``label_factor`` (a cross-entropy) and its first continuous codes
+the ``label_continuous`` factors (the Gaussian NLL of L_I). D's trunk learns from those terms in D's update,
+Q's head in G's. L_I then makes G draw, for class k, an image that Q reads as a real k: the code means the
+factor rather than whatever mode the unsupervised game settles on.
+
 Batches come from the same renderer and per-step seeding as ``training/train.py``, so a resumed run draws the
 same real images it would have drawn without the interruption.
 """
@@ -22,7 +29,7 @@ import json
 import math
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,8 @@ from training.gan import CodeLayout, InfoGAN
 from training.train import (
     CHECKPOINT,
     LOG,
+    MAX_LABEL_FRACTION,
+    LabelledSubset,
     Progress,
     bf16_supported,
     cached_batches,
@@ -51,6 +60,9 @@ from training.train import (
 SAMPLES_DIR = "samples"
 SAMPLE_COLUMNS = 10
 LOG_2PI = math.log(2 * math.pi)
+# A continuous code is U(-1, 1), standard deviation 1/sqrt(3); tied factors' targets are standardised (sd 1),
+# so they are scaled by this to span the codes' range.
+CODE_SD = 1 / math.sqrt(3)
 
 
 @dataclass
@@ -72,6 +84,14 @@ class InfoGANConfig:
     lambda_cont: float = 0.1
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 (Sonderby et al. 2017) ...
     instance_noise_steps: int = 0  # ... falling linearly to 0 over this many steps
+    # few-label supervision (see the module docstring): the fraction of images labelled, the factor the first
+    # categorical code reads, the factors the first continuous codes read (comma-separated, in code order),
+    # the weight of those terms and the labelled images drawn at every step
+    label_fraction: float = 0.0
+    label_factor: str = ""
+    label_continuous: str = ""
+    label_weight: float = 1.0
+    label_batch: int = 32
     # optimisation
     batch_size: int = 64
     lr_d: float = 2e-4
@@ -115,6 +135,19 @@ class InfoGANConfig:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if not 0 <= self.label_fraction <= MAX_LABEL_FRACTION:
+            raise ValueError(f"label_fraction must be in [0, {MAX_LABEL_FRACTION}], got {self.label_fraction}")
+        if self.label_fraction > 0 and (not self.label_factor or not self.categorical_codes):
+            raise ValueError("label_fraction > 0 needs a label_factor and a categorical code for it to name")
+        if self.label_fraction == 0 and (self.label_factor or self.label_continuous):
+            raise ValueError("label_factor and label_continuous need few-label supervision: set label_fraction > 0")
+        if self.label_batch < 1 or self.label_weight < 0:
+            raise ValueError(
+                f"label_batch must be >= 1 and label_weight >= 0, got {self.label_batch} and {self.label_weight}"
+            )
+
+    def continuous_labels(self) -> list[str]:
+        return [n.strip() for n in self.label_continuous.split(",") if n.strip()]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> InfoGANConfig:
@@ -135,6 +168,12 @@ def build_infogan(cfg: InfoGANConfig, dataset: ImageDataset) -> InfoGAN:
     return model
 
 
+def gaussian_nll(c: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """-log N(c; mean, exp(logvar)) = 0.5 (log 2 pi + logvar + (c - mean)^2 / exp(logvar)), summed over the
+    (B, k) codes and averaged over the batch."""
+    return (0.5 * (LOG_2PI + logvar + (c - mean) ** 2 * torch.exp(-logvar))).sum(1).mean()
+
+
 def info_loss(
     model: InfoGAN, q: torch.Tensor, continuous: torch.Tensor, classes: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -142,10 +181,36 @@ def info_loss(
     ones summed over codes, accuracy of Q's argmax on the first categorical code), each a batch mean."""
     logits, mean, logvar = model.discriminator.split_q(q.float())
     cat = sum((nn.functional.cross_entropy(part, classes[:, i]) for i, part in enumerate(logits)), torch.zeros(()))
-    # -log N(c; mean, exp(logvar)) = 0.5 (log 2 pi + logvar + (c - mean)^2 / exp(logvar))
-    cont = (0.5 * (LOG_2PI + logvar + (continuous - mean) ** 2 * torch.exp(-logvar))).sum(1).mean()
+    cont = gaussian_nll(continuous, mean, logvar)
     accuracy = (logits[0].argmax(1) == classes[:, 0]).float().mean() if logits else torch.zeros(())
     return cat, cont, accuracy
+
+
+def label_loss(
+    model: InfoGAN, q: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Q's NLL of the labelled real images' factors: (cross-entropy of the first categorical code against the
+    (L,) labels, Gaussian NLL of the first m continuous codes against the (L, m) targets, accuracy)."""
+    logits, mean, logvar = model.discriminator.split_q(q.float())
+    m = targets.shape[1]
+    cat = nn.functional.cross_entropy(logits[0], labels)
+    cont = gaussian_nll(targets, mean[:, :m], logvar[:, :m]) if m else torch.zeros((), device=q.device)
+    return cat, cont, (logits[0].argmax(1) == labels).float().mean()
+
+
+def labelled_subset(cfg: InfoGANConfig, dataset: ImageDataset) -> LabelledSubset:
+    """The few-label subset, its continuous targets scaled to the codes' range."""
+    classes = cfg.categorical_codes[0]
+    subset = LabelledSubset.draw(
+        dataset, cfg.label_factor, ("the first categorical code", classes), slice(0, classes),
+        cfg.continuous_labels(), cfg.label_fraction, cfg.seed, cfg.label_batch,
+    )  # fmt: skip
+    if subset.targets.shape[1] > cfg.continuous_codes:
+        raise ValueError(
+            f"label_continuous: {cfg.label_continuous!r} takes {subset.targets.shape[1]} continuous codes, "
+            f"the model has {cfg.continuous_codes}"
+        )
+    return replace(subset, targets=subset.targets * CODE_SD)
 
 
 def instance_noise_std(cfg: InfoGANConfig, step: int) -> float:
@@ -211,10 +276,13 @@ def adversarial_step(
     real: torch.Tensor,
     step: int,
     autocast: AbstractContextManager,
+    labelled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One update of D, then one of G and Q, on a (B, C, H, W) batch of real images; return the terms."""
+    """One update of D, then one of G and Q, on a (B, C, H, W) batch of real images and, when given, a batch
+    of labelled real images ((L, C, H, W), (L,) classes, (L, m) continuous targets); return the terms."""
     z, continuous, classes = (t.to(real.device) for t in model.layout.sample(real.shape[0]))
     sigma = instance_noise_std(cfg, step)
+    terms: dict[str, torch.Tensor] = {}
 
     def noisy(x: torch.Tensor) -> torch.Tensor:
         return x + sigma * torch.randn_like(x) if sigma > 0 else x
@@ -225,18 +293,34 @@ def adversarial_step(
         d_real, _ = model.discriminator(noisy(real))
         d_fake, _ = model.discriminator(noisy(fake.detach()))
     loss_d = nn.functional.softplus(-d_real.float()).mean() + nn.functional.softplus(d_fake.float()).mean()
+    supervised = torch.zeros((), device=real.device)
+    if labelled is not None:
+        images, labels, targets = labelled
+        with autocast:
+            features = model.discriminator.trunk(images)  # (L, 8w * 16)
+            q_labelled = model.discriminator.q_head(features)
+        # D's trunk learns to read the factors here; Q's head, whose gradients opt_g drops, in G's update below.
+        label_cat, label_cont, label_accuracy = label_loss(model, q_labelled, labels, targets)
+        supervised = cfg.label_weight * (label_cat + label_cont)
+        terms |= {"label_cat": label_cat.detach(), "label_cont": label_cont.detach(), "label_accuracy": label_accuracy}
     opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
+    (loss_d + supervised).backward()
     opt_d.step()
 
     with autocast:
         d_gen, q = model.discriminator(noisy(fake))
     loss_g = nn.functional.softplus(-d_gen.float()).mean()  # non-saturating: -log D(G(z))
     info_cat, info_cont, q_accuracy = info_loss(model, q, continuous, classes)
+    loss = loss_g + cfg.lambda_cat * info_cat + cfg.lambda_cont * info_cont
+    if labelled is not None:
+        with autocast:
+            q_labelled = model.discriminator.q_head(features.detach())
+        label_cat, label_cont, _ = label_loss(model, q_labelled, labels, targets)
+        loss = loss + cfg.label_weight * (label_cat + label_cont)
     opt_g.zero_grad(set_to_none=True)
-    (loss_g + cfg.lambda_cat * info_cat + cfg.lambda_cont * info_cont).backward()
+    loss.backward()
     opt_g.step()
-    return {
+    return terms | {
         "loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "info_cat": info_cat.detach(),
         "info_cont": info_cont.detach(), "q_accuracy": q_accuracy.detach(),
         "d_real": torch.sigmoid(d_real.detach().float()).mean(),
@@ -248,11 +332,14 @@ def train_infogan(cfg: InfoGANConfig, resume: bool = False) -> Path:
     """Train to ``cfg.steps``; return the run folder (checkpoint.pt, log.jsonl, config.json, samples/)."""
     device = resolve_device(cfg.device, 0)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    # What can reject the config runs before the run folder is touched, so a failed start leaves a previous
+    # run's files as they were.
+    dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
+    labelled = labelled_subset(cfg, dataset) if cfg.label_fraction > 0 else None
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
-    dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     torch.manual_seed(cfg.seed)
     model = build_infogan(cfg, dataset).to(device)
     d_params, g_params = parameter_groups(model)
@@ -295,7 +382,11 @@ def train_infogan(cfg: InfoGANConfig, resume: bool = False) -> Path:
     for step in range(progress.step, cfg.steps):
         real = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
         batch = real.shape[0]
-        terms = adversarial_step(cfg, model, opt_d, opt_g, real, step, autocast)
+        supervision = None
+        if labelled is not None:
+            images, labels, targets = labelled.batch(cfg.seed, 0, step)  # (L, C, H, W), (L,), (L, m)
+            supervision = images.to(device), labels.to(device), targets.to(device)
+        terms = adversarial_step(cfg, model, opt_d, opt_g, real, step, autocast, supervision)
         for key, value in terms.items():
             sums[key] = sums.get(key, 0) + value
         window_images += batch

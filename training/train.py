@@ -483,38 +483,59 @@ class LabelledSubset:
 
     @classmethod
     def build(cls, cfg: TrainConfig, dataset: ImageDataset) -> LabelledSubset:
-        if not isinstance(dataset, LabelledDataset | FactorDataset):
-            raise ValueError(f"label_fraction needs a dataset with factors; {cfg.dataset!r} has none")
-        names = [f.name for f in dataset.factors]
-        if cfg.label_factor not in names:
-            raise ValueError(f"label_factor must be one of {names}, got {cfg.label_factor!r}")
-        unknown = [tied for tied in cfg.continuous_labels() if tied not in names]
-        if unknown:
-            raise ValueError(f"label_continuous: expected factors among {names}, got {unknown[0]!r}")
-        factor = dataset.factors[names.index(cfg.label_factor)]
         parts = cfg.categorical_parts()
         which = cfg.label_part()
-        name, classes = parts[which]
-        if classes != factor.size:
-            raise ValueError(
-                f"label_factor {factor.name!r} has {factor.size} values; the categorical part {name!r} it is tied "
-                f"to has {classes} classes"
-            )
-        count = max(1, round(cfg.label_fraction * len(dataset)))
-        # Seeded apart from the batches: the same images stay labelled when a run is resumed.
-        indices = np.sort(np.random.default_rng([cfg.seed, 7919]).choice(len(dataset), size=count, replace=False))
-        images = torch.from_numpy((dataset.images(indices) * 255).round().astype(np.uint8))
-        classes_of = dataset.index_to_factors(indices)  # (L, F)
-        labels = torch.from_numpy(classes_of[:, names.index(cfg.label_factor)].astype(np.int64))
         start = sum(k for _, k in parts[:which])
-        columns = [dataset.tie_targets(tied, classes_of) for tied in cfg.continuous_labels()]  # each (L, m)
-        targets = torch.from_numpy(np.concatenate(columns, axis=1) if columns else np.zeros((count, 0))).float()
-        if targets.shape[1] > cfg.latent_dim:
+        name, classes = parts[which]
+        subset = cls.draw(
+            dataset, cfg.label_factor, (name, classes), slice(start, start + classes), cfg.continuous_labels(),
+            cfg.label_fraction, cfg.seed, cfg.label_batch, cfg.label_shift,
+        )  # fmt: skip
+        if subset.targets.shape[1] > cfg.latent_dim:
             raise ValueError(
-                f"label_continuous: {cfg.label_continuous!r} takes {targets.shape[1]} continuous dims, "
+                f"label_continuous: {cfg.label_continuous!r} takes {subset.targets.shape[1]} continuous dims, "
                 f"the model has {cfg.latent_dim}"
             )
-        return cls(images, labels, slice(start, start + classes), targets, cfg.label_batch, cfg.label_shift)
+        return subset
+
+    @classmethod
+    def draw(
+        cls,
+        dataset: ImageDataset,
+        factor_name: str,
+        code: tuple[str, int],
+        part: slice,
+        continuous: list[str],
+        fraction: float,
+        seed: int,
+        batch_size: int,
+        shift: int = 0,
+    ) -> LabelledSubset:
+        """A fixed ``fraction`` of ``dataset``, labelled with factor ``factor_name`` for the categorical ``code``
+        (its name and classes; ``part``: its columns of the logits) and with the ``continuous`` factors' targets."""
+        if not isinstance(dataset, LabelledDataset | FactorDataset):
+            raise ValueError(f"label_fraction needs a dataset with factors; {dataset.name!r} has none")
+        names = [f.name for f in dataset.factors]
+        if factor_name not in names:
+            raise ValueError(f"label_factor must be one of {names}, got {factor_name!r}")
+        unknown = [tied for tied in continuous if tied not in names]
+        if unknown:
+            raise ValueError(f"label_continuous: expected factors among {names}, got {unknown[0]!r}")
+        factor = dataset.factors[names.index(factor_name)]
+        if code[1] != factor.size:
+            raise ValueError(
+                f"label_factor {factor.name!r} has {factor.size} values; the categorical part {code[0]!r} it is "
+                f"tied to has {code[1]} classes"
+            )
+        count = max(1, round(fraction * len(dataset)))
+        # Seeded apart from the batches: the same images stay labelled when a run is resumed.
+        indices = np.sort(np.random.default_rng([seed, 7919]).choice(len(dataset), size=count, replace=False))
+        images = torch.from_numpy((dataset.images(indices) * 255).round().astype(np.uint8))
+        classes_of = dataset.index_to_factors(indices)  # (L, F)
+        labels = torch.from_numpy(classes_of[:, names.index(factor_name)].astype(np.int64))
+        columns = [dataset.tie_targets(tied, classes_of) for tied in continuous]  # each (L, m)
+        targets = torch.from_numpy(np.concatenate(columns, axis=1) if columns else np.zeros((count, 0))).float()
+        return cls(images, labels, part, targets, batch_size, shift)
 
     def batch(self, seed: int, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([seed, rank, step, 1])
