@@ -20,6 +20,7 @@ from training.cli import main
 from training.data import get_dataset
 from training.gan import CodeLayout, InfoGAN
 from training.infogan import (
+    CODE_SD,
     InfoGANConfig,
     adam,
     adversarial_step,
@@ -112,6 +113,32 @@ def test_the_labelled_subset_is_one_percent_with_targets_on_the_codes_scale(tmp_
     # standardised factors times 1/sqrt(3), a U(-1, 1) code's standard deviation: inside the codes' range
     assert float(subset.targets.abs().max()) <= 1.0
     assert float(subset.targets.std()) == pytest.approx(1 / math.sqrt(3), rel=0.05)
+
+
+def test_a_labelled_image_moved_by_the_shift_moves_its_position_targets_with_it(tmp_path: Path) -> None:
+    dataset = get_dataset("digits")
+    tied = {**FEW_LABELS, "label_continuous": "posX,posY", "label_batch": 64}
+    still = labelled_subset(tiny(tmp_path, **tied), dataset)
+    moved = labelled_subset(tiny(tmp_path, **tied, label_shift=6), dataset)
+    before, labels, targets = still.batch(0, 0, 3)
+    after, labels_after, targets_after = moved.batch(0, 0, 3)  # the same images (the same draw), moved
+    assert torch.equal(labels, labels_after)
+    rate = float(moved.shift_rates[0, 0])  # target units per pixel, on the codes' scale
+    assert rate == pytest.approx(CODE_SD / (24 * float(np.linspace(0, 1, 9).std())), rel=1e-6)
+
+    def centre(images: torch.Tensor) -> torch.Tensor:  # (L, 2) ink-weighted column, row
+        ink = images[:, 0]
+        rows, cols = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+        return torch.stack([(ink * cols).sum((1, 2)), (ink * rows).sum((1, 2))], 1) / ink.sum((1, 2))[:, None]
+
+    whole = (after[:, 0, [0, -1], :].amax((1, 2)) == 0) & (after[:, 0, :, [0, -1]].amax((1, 2)) == 0)
+    assert whole.sum() >= 48, "most moves keep the glyph inside the frame"
+    px = centre(after) - centre(before)  # (L, 2) how far each glyph moved
+    assert float(px.abs().max()) > 3, "the draw moved the images"
+    torch.testing.assert_close((targets_after - targets)[whole], px[whole] * rate, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="posX changes when the image moves; set label_shift = 0"):
+        sprites = {**tied, "label_factor": "shape", "categorical_codes": [3], "dataset": "dsprites"}
+        labelled_subset(tiny(tmp_path, **sprites, label_shift=6), get_dataset("dsprites"))
 
 
 def test_the_labelled_images_train_ds_trunk_and_qs_head(tmp_path: Path) -> None:

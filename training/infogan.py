@@ -92,6 +92,7 @@ class InfoGANConfig:
     label_continuous: str = ""
     label_weight: float = 1.0
     label_batch: int = 32
+    label_shift: int = 0  # each labelled image moved by up to this many pixels; tied positions follow
     # optimisation
     batch_size: int = 64
     lr_d: float = 2e-4
@@ -141,9 +142,10 @@ class InfoGANConfig:
             raise ValueError("label_fraction > 0 needs a label_factor and a categorical code for it to name")
         if self.label_fraction == 0 and (self.label_factor or self.label_continuous):
             raise ValueError("label_factor and label_continuous need few-label supervision: set label_fraction > 0")
-        if self.label_batch < 1 or self.label_weight < 0:
+        if self.label_batch < 1 or self.label_weight < 0 or self.label_shift < 0:
             raise ValueError(
-                f"label_batch must be >= 1 and label_weight >= 0, got {self.label_batch} and {self.label_weight}"
+                "label_batch must be >= 1, label_weight and label_shift >= 0, got "
+                f"{self.label_batch}, {self.label_weight} and {self.label_shift}"
             )
 
     def continuous_labels(self) -> list[str]:
@@ -203,14 +205,15 @@ def labelled_subset(cfg: InfoGANConfig, dataset: ImageDataset) -> LabelledSubset
     classes = cfg.categorical_codes[0]
     subset = LabelledSubset.draw(
         dataset, cfg.label_factor, ("the first categorical code", classes), slice(0, classes),
-        cfg.continuous_labels(), cfg.label_fraction, cfg.seed, cfg.label_batch,
+        cfg.continuous_labels(), cfg.label_fraction, cfg.seed, cfg.label_batch, cfg.label_shift,
     )  # fmt: skip
     if subset.targets.shape[1] > cfg.continuous_codes:
         raise ValueError(
             f"label_continuous: {cfg.label_continuous!r} takes {subset.targets.shape[1]} continuous codes, "
             f"the model has {cfg.continuous_codes}"
         )
-    return replace(subset, targets=subset.targets * CODE_SD)
+    rates = None if subset.shift_rates is None else subset.shift_rates * CODE_SD
+    return replace(subset, targets=subset.targets * CODE_SD, shift_rates=rates)
 
 
 def instance_noise_std(cfg: InfoGANConfig, step: int) -> float:

@@ -114,6 +114,8 @@ def hyperparameters(cfg: InfoGANConfig) -> dict[str, str | int | float | bool]:
     ]  # fmt: skip
     if cfg.instance_noise > 0:
         keys += ["instance_noise", "instance_noise_steps"]
+    if cfg.label_fraction > 0:
+        keys += ["label_fraction", "label_factor", "label_continuous", "label_weight", "label_batch", "label_shift"]
     return {k: getattr(cfg, k) for k in keys}
 
 

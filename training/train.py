@@ -480,6 +480,7 @@ class LabelledSubset:
     targets: torch.Tensor  # (L, m) float32: the tied continuous factors, standardised (m = 0 when none)
     batch_size: int = 16  # images drawn at every step (cfg.label_batch)
     shift: int = 0  # each draw moves every image by up to this many pixels (cfg.label_shift)
+    shift_rates: torch.Tensor | None = None  # (2, m): the targets' change per pixel moved right, down
 
     @classmethod
     def build(cls, cfg: TrainConfig, dataset: ImageDataset) -> LabelledSubset:
@@ -535,7 +536,9 @@ class LabelledSubset:
         labels = torch.from_numpy(classes_of[:, names.index(factor_name)].astype(np.int64))
         columns = [dataset.tie_targets(tied, classes_of) for tied in continuous]  # each (L, m)
         targets = torch.from_numpy(np.concatenate(columns, axis=1) if columns else np.zeros((count, 0))).float()
-        return cls(images, labels, part, targets, batch_size, shift)
+        rates = [dataset.tie_shift(tied) for tied in continuous] if shift else []  # each (2, m)
+        shift_rates = torch.from_numpy(np.concatenate(rates, axis=1)).float() if rates else None
+        return cls(images, labels, part, targets, batch_size, shift, shift_rates)
 
     def batch(self, seed: int, rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([seed, rank, step, 1])
@@ -548,6 +551,9 @@ class LabelledSubset:
             h, w = images.shape[-2:]
             offsets = rng.integers(0, 2 * s + 1, size=(self.batch_size, 2))
             images = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets)])
+            if self.shift_rates is not None:  # tied positions follow the move: (L, 2) px right, down
+                moved = torch.from_numpy(s - offsets[:, ::-1].copy()).float()
+                return images, self.labels[picked], self.targets[picked] + moved @ self.shift_rates
         return images, self.labels[picked], self.targets[picked]  # (L, C, H, W), (L,), (L, m)
 
 

@@ -72,6 +72,15 @@ class ImageDataset(ABC):
         value = values[classes[:, names.index(name)]]  # (N,)
         return ((value - values.mean()) / values.std())[:, None]
 
+    def tie_shift(self, name: str) -> np.ndarray:
+        """(2, m): how much moving an image one pixel right (row 0) and one down (row 1) changes factor ``name``'s
+        ``tie_targets``, so that labelled images can be augmented by moves. Zero for a factor a move leaves as it
+        is; a position changes, by an amount only its dataset knows, so a dataset overrides this to allow it."""
+        if name in ("posX", "posY"):
+            raise ValueError(f"label_continuous: {name} changes when the image moves; set label_shift = 0")
+        m = self.tie_targets(name, np.zeros((1, len(self.factors)), dtype=np.int64)).shape[1]
+        return np.zeros((2, m))
+
     def info(self) -> DatasetInfo:
         return DatasetInfo(
             name=self.name,

@@ -60,6 +60,14 @@ class Digits(FactorDataset):
     def factors(self) -> list[Factor]:
         return self._factors
 
+    def tie_shift(self, name: str) -> np.ndarray:
+        """A position's target moves 1 / (24 px * the grid's standard deviation) per pixel: its value is the
+        glyph's centre, 20 + 24 * value px, standardised over the grid (``tie_targets``)."""
+        if name not in ("posX", "posY"):
+            return super().tie_shift(name)
+        rate = 1 / (POSITION_SPAN * POSITIONS.std())
+        return np.array([[rate], [0.0]] if name == "posX" else [[0.0], [rate]])
+
     def images(self, indices: np.ndarray) -> np.ndarray:
         classes = self.index_to_factors(indices)  # (B, 6)
         digit, scale, rotation, pos_x, pos_y, thickness = classes.T
