@@ -29,6 +29,7 @@ from training.infogan import (
     label_loss,
     labelled_subset,
     parameter_groups,
+    supervised_columns,
     train_infogan,
 )
 from training.train import CHECKPOINT, LOG, load_checkpoint
@@ -168,12 +169,37 @@ def test_the_labelled_images_train_ds_trunk_and_qs_head(tmp_path: Path) -> None:
         assert not torch.allclose(before, after), f"the label terms did not reach D's {part}"
 
 
+@pytest.mark.parametrize("real_only", [False, True], ids=["q learns from fakes", "q learns from real only"])
+def test_label_real_only_keeps_l_i_on_generated_images_from_teaching_q_the_labelled_codes(
+    tmp_path: Path, real_only: bool
+) -> None:
+    # Three continuous codes, two tied: the third is Q's to learn from generated images either way.
+    cfg = tiny(tmp_path, **FEW_LABELS, continuous_codes=3, label_weight=0.0, label_real_only=real_only)
+    dataset = get_dataset("digits")
+    torch.manual_seed(0)
+    model = build_infogan(cfg, dataset)
+    d_params, g_params = parameter_groups(model)
+    opt_d, opt_g = adam(d_params, cfg.lr_d, (cfg.beta1, cfg.beta2)), adam(g_params, cfg.lr_g, (cfg.beta1, cfg.beta2))
+    labelled = labelled_subset(cfg, dataset).batch(cfg.seed, 0, 0)
+    out = model.discriminator.q_head[-1]
+    before = out.weight.detach().clone()
+    adversarial_step(cfg, model, opt_d, opt_g, labelled[0][:8], 0, nullcontext(), labelled)
+    moved = (out.weight.detach() != before).any(1)  # (Q's output width,) rows the step changed
+    supervised = supervised_columns(cfg)
+    assert int(supervised.sum()) == 10 + 2 + 2  # the digit's logits, two tied means and their log variances
+    assert bool(moved[~supervised].all()), "the untied code is learnt from generated images"
+    assert bool(moved[supervised].any()) != real_only
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"label_fraction": 0.02, "label_factor": "digit"}, "label_fraction must be in [0, 0.01], got 0.02"),
         ({"label_fraction": 0.01}, "label_fraction > 0 needs a label_factor"),
-        ({"label_continuous": "rotation"}, "label_factor and label_continuous need few-label supervision"),
+        (
+            {"label_continuous": "rotation"},
+            "label_factor, label_continuous and label_real_only need few-label supervision",
+        ),
         ({"label_fraction": 0.01, "label_factor": "digit", "label_batch": 0}, "label_batch must be >= 1"),
     ],
 )

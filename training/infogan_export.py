@@ -115,7 +115,15 @@ def hyperparameters(cfg: InfoGANConfig) -> dict[str, str | int | float | bool]:
     if cfg.instance_noise > 0:
         keys += ["instance_noise", "instance_noise_steps"]
     if cfg.label_fraction > 0:
-        keys += ["label_fraction", "label_factor", "label_continuous", "label_weight", "label_batch", "label_shift"]
+        keys += [
+            "label_fraction",
+            "label_factor",
+            "label_continuous",
+            "label_weight",
+            "label_batch",
+            "label_shift",
+            "label_real_only",
+        ]
     return {k: getattr(cfg, k) for k in keys}
 
 
