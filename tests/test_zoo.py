@@ -27,6 +27,9 @@ ZOO_CONFIGS = REPO / "configs" / "zoo"
 BUNDLED = sorted(tomllib.loads(p.read_text())["name"] for p in ZOO_CONFIGS.glob("*.toml"))
 MAX_ARTIFACT_BYTES = 3 * 1024 * 1024
 DEFAULT = "dsprites_beta_tcvae"
+# digits_infogan draws the asked digit in 0.889 of `eval`'s 1,000 requests and 0.92 of these 60 (the JointVAEs
+# 0.98-0.999); chance is 0.1.
+LEAST_GAN = 0.8
 TABLE_METRICS = ("mig", "factor_vae", "dci.disentanglement", "recon_bce", "active_dims")
 
 
@@ -119,9 +122,12 @@ def test_the_default_model_draws_each_requested_shape_closest_to_its_own_render(
             assert max(iou, key=lambda s: iou[s]) == shape, f"asked for {value}: IoU per shape {iou}"
 
 
-@pytest.mark.parametrize(("name", "factor"), [("digits_joint_vae", "digit"), ("dsprites_joint_vae", "shape")])
-def test_the_joint_vaes_draw_the_asked_for_class_as_the_factor_judge_reads_it(
-    tmp_path: Path, name: str, factor: str
+@pytest.mark.parametrize(
+    ("name", "factor", "least"),
+    [("digits_joint_vae", "digit", 0.9), ("dsprites_joint_vae", "shape", 0.9), ("digits_infogan", "digit", LEAST_GAN)],
+)
+def test_the_models_trained_with_few_labels_draw_the_asked_for_class_as_the_factor_judge_reads_it(
+    tmp_path: Path, name: str, factor: str, least: float
 ) -> None:
     """The zoo table's headline through a real server: each value of the categorical factor asked for in turn, the
     other factors at random grid values, the PNGs `/synthesize` answers read back by the shipped factor judge."""
@@ -139,4 +145,4 @@ def test_the_joint_vaes_draw_the_asked_for_class_as_the_factor_judge_reads_it(
             with Image.open(io.BytesIO(base64.b64decode(reply.json()["image"]))) as png:
                 drawn.append(np.asarray(png.convert("L"), dtype=np.float32)[None] / 255)  # (1, H, W)
     right = judge.errors(np.stack(drawn), classes)[factor]  # (60,) 1.0 where read as asked
-    assert right.mean() >= 0.9, f"{name}: {factor} read as asked in {right.mean():.2f} of 60 requests"
+    assert right.mean() >= least, f"{name}: {factor} read as asked in {right.mean():.2f} of 60 requests"
