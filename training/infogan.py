@@ -17,7 +17,8 @@ Semi-Supervision"): on a fixed few-label subset of real images (at most 1%, as i
 first categorical code is trained to read ``label_factor`` (a cross-entropy) and its first continuous codes
 the ``label_continuous`` factors (the Gaussian NLL of L_I). D's trunk learns from those terms in D's update,
 Q's head in G's. L_I then makes G draw, for class k, an image that Q reads as a real k: the code means the
-factor rather than whatever mode the unsupervised game settles on.
+factor rather than whatever mode the unsupervised game settles on. With ``label_real_only`` (the shipped
+recipe) L_I on generated images trains G alone for the labelled codes (``supervised_columns``).
 
 Batches come from the same renderer and per-step seeding as ``training/train.py``, so a resumed run draws the
 same real images it would have drawn without the interruption.
