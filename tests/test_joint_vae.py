@@ -235,8 +235,15 @@ def test_tied_continuous_factors_are_the_standardised_ground_truth_of_the_labell
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_tie_posterior=True)
     with pytest.raises(ValueError, match="label_continuous needs few-label supervision"):
         joint(tmp_path, label_continuous="rotation")
-    with pytest.raises(ValueError, match=r"\['posX'\] change when label_shift moves the image"):
-        joint(tmp_path, label_fraction=0.01, label_factor="digit", label_shift=2, label_continuous="posX")
+    # a tied position moves with the labelled image where the dataset says how (digits), else it is refused
+    moved = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_shift=2, label_continuous="posX")
+    assert LabelledSubset.build(moved, dataset).shift_rates is not None
+    sprites = joint(
+        tmp_path, dataset="dsprites", categorical="shape:3", label_fraction=0.01, label_factor="shape", label_shift=2,
+        label_continuous="posX",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="posX changes when the image moves; set label_shift = 0"):
+        LabelledSubset.build(sprites, get_dataset("dsprites"))
     with pytest.raises(ValueError, match="names 5 factors for 4 continuous dims"):
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="a,b,c,d,e")
     with pytest.raises(ValueError, match="unique"):
