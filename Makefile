@@ -37,7 +37,7 @@ models-present:
 
 # The browser tests need Debian's Chromium and the benchmark tests wrk (scripts/install-test-tools.sh); the container tests use Docker, or podman (tests/test_container.py).
 test: $(VENV)/.installed
-	@if [ -x scripts/install-test-tools.sh ]; then scripts/install-test-tools.sh; fi
+	@scripts/install-test-tools.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed

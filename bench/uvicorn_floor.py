@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from serve_load import DEFAULT_MODEL, Case, cases, process, service_command, split_cpus, wrk  # noqa: E402
+from serve_load import DEFAULT_MODEL, Case, cases, process, service_command, split_cpus, spread, wrk  # noqa: E402
 
 from service.contract.images import to_pixels  # noqa: E402
 from service.contract.manifest import DECODER_FILE, read_manifest  # noqa: E402
@@ -47,6 +47,7 @@ from service.runtime import open_session  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 ARTIFACT = REPO / "models" / DEFAULT_MODEL
+MS = "{:.3f}"
 GOAL_MS = 0.15  # issue 15: the c=1 p50 within this of the in-process time
 BARE = ("raw", "uvicorn", "uvicorn+model")
 
@@ -131,10 +132,6 @@ def in_process_p50_ms(call: Callable[[], bytes], seconds: float, idle_s: float =
     return 1000 * statistics.median(times), 1000 * statistics.mean(slept) if slept else 0.0
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measured per layer and repeat (default 8)")
@@ -192,7 +189,7 @@ def main() -> None:
                     for name, (url, request) in servers.items():
                         sample = wrk(url, request, slice_s, workdir, wrk_cpus)
                         if sample.failures:
-                            raise RuntimeError(f"{name}: {sample.failures} requests failed; logs in {workdir}")
+                            raise RuntimeError(f"{name}: {sample.failures} of its requests failed")
                         samples[name] = sample.p50_ms
                     # Idle about as long as a server waits between requests at c=1: the canned round trip.
                     idle, asleep = in_process_p50_ms(call, slice_s, samples["raw protocol, canned answer"] / 1000)
@@ -227,15 +224,15 @@ def report(
     print("| layer | p50 ms | over the row above |")
     print("|---|---:|---:|")
     for label, key, base in rows:
-        print(f"| {label} | {spread(p50[key])} | {spread(less(key, base)) if base else ''} |")
+        print(f"| {label} | {spread(p50[key], MS)} | {spread(less(key, base), MS) if base else ''} |")
     print()
     served = less("uvicorn + model call", "in process")
-    print(f"uvicorn + loopback + wrk add {spread(served)} ms to one decode at concurrency 1")
+    print(f"uvicorn + loopback + wrk add {spread(served, MS)} ms to one decode at concurrency 1")
     # loopback and wrk, plus uvicorn, plus what the model call loses after an idle wait
     floor = [u + i for u, i in zip(p50["uvicorn, canned answer"], less("in process, idle", "in process"), strict=True)]
     print(f"Before any of the service's own work, loopback and wrk, uvicorn and the idle model call take "
-          f"{spread(floor)} ms of the {GOAL_MS} ms the goal allows over the in-process time; the service adds "
-          f"{spread(less('service, /decode 1 latent', 'in process'))} ms.")  # fmt: skip
+          f"{spread(floor, MS)} ms of the {GOAL_MS} ms the goal allows over the in-process time; the service adds "
+          f"{spread(less('service, /decode 1 latent', 'in process'), MS)} ms.")  # fmt: skip
 
 
 if __name__ == "__main__":
