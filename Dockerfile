@@ -16,6 +16,7 @@ COPY pyproject.toml docker/requirements.py ./
 RUN python requirements.py pyproject.toml > requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
 COPY README.md ./
+COPY contract ./contract
 COPY service ./service
 # training/ is not copied, so the wheel holds the service alone; its console script would only fail to import.
 # Nothing installs at run time: pip and setuptools would be 25 MB of dead weight.
@@ -42,6 +43,7 @@ RUN python -m venv /opt/venv \
     && python requirements.py pyproject.toml --extra train > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 COPY README.md ./
+COPY contract ./contract
 COPY service ./service
 COPY training ./training
 COPY configs ./configs

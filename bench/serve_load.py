@@ -51,10 +51,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.contract.calibration import latent_for  # noqa: E402
-from service.contract.grid import tile  # noqa: E402
-from service.contract.images import to_pixels  # noqa: E402
-from service.contract.manifest import DECODER_FILE, ENCODER_FILE, read_manifest  # noqa: E402
+from contract.calibration import latent_for  # noqa: E402
+from contract.grid import tile  # noqa: E402
+from contract.images import to_pixels  # noqa: E402
+from contract.manifest import DECODER_FILE, ENCODER_FILE, read_manifest  # noqa: E402
 from service.cpus import available_cpus  # noqa: E402
 from service.imaging import ImageReader, png, pngs  # noqa: E402
 from service.runtime import open_session  # noqa: E402

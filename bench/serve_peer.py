@@ -23,10 +23,10 @@ from fastapi import FastAPI, File, Request, Response, UploadFile
 from PIL import Image
 from pydantic import BaseModel
 
-from service.contract.calibration import latent_for
-from service.contract.grid import tile
-from service.contract.images import to_pixels
-from service.contract.manifest import DECODER_FILE, ENCODER_FILE, read_manifest
+from contract.calibration import latent_for
+from contract.grid import tile
+from contract.images import to_pixels
+from contract.manifest import DECODER_FILE, ENCODER_FILE, read_manifest
 from service.imaging import b64, png, pngs
 from service.payloads import json_bytes
 

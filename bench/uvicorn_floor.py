@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from serve_load import DEFAULT_MODEL, Case, cases, process, service_command, split_cpus, spread, wrk  # noqa: E402
 
-from service.contract.images import to_pixels  # noqa: E402
-from service.contract.manifest import DECODER_FILE, read_manifest  # noqa: E402
+from contract.images import to_pixels  # noqa: E402
+from contract.manifest import DECODER_FILE, read_manifest  # noqa: E402
 from service.imaging import png  # noqa: E402
 from service.runtime import open_session  # noqa: E402
 from service.settings import Settings  # noqa: E402

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.contract.images import quantise, unit_range
+from contract.images import quantise, unit_range
 from training.data import get_dataset
 from training.evaluate.judged_synthesis import balanced_classes, find_judge
 from training.judge.artifact import summarise

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contract.images import quantise, unit_range
+from contract.images import quantise, unit_range
 from training.data import get_dataset
 from training.data.base import FactorDataset
 from training.evaluate.artifact_eval import SYNTHESIS_SAMPLES, agreement, is_binary, synthesis_quality

@@ -1,7 +1,7 @@
 """Images in and out: PNG/JPEG bytes and float arrays to model tensors, model tensors to PNG and GIF.
 
 Model tensors are float32 (C, H, W) in [0, 1]. What a picture becomes is the contract's rule
-(``service/contract/images.py``, shared with the training data); this module decodes the bytes, within the
+(``contract/images.py``, shared with the training data); this module decodes the bytes, within the
 service's limits, and says why it refuses what it refuses. PNGs are written here rather than by Pillow: 8-bit grey or
 RGB, no row filters, zlib level 1. On a 64x64 decoder output that takes half of Pillow's time at its own
 level 1 (Pillow's per-call overhead dominates at this size) for files about 20% larger, and zlib releases the
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from service.contract.grid import tile
-from service.contract.images import prepare_array, prepare_pixels, to_pixels, unit_range, upright_pixels
+from contract.grid import tile
+from contract.images import prepare_array, prepare_pixels, to_pixels, unit_range, upright_pixels
 from service.errors import Rejected, shown
 
 PNG_LEVEL = 1

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import ValidationError
 
-from service.contract.manifest import CARD_DIR, MANIFEST_NAME, Manifest, read_manifest, sha256_of
+from contract.manifest import CARD_DIR, MANIFEST_NAME, Manifest, read_manifest, sha256_of
 from service.errors import Rejected, shown, validation_body
 from service.metrics import Metrics
 from service.runtime import Batcher, open_session

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.contract.manifest import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
-from service.contract.ranges import default_ranges
+from contract.manifest import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
+from contract.ranges import default_ranges
 
 ModelName = str | None
 MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.contract.manifest import Manifest
+from contract.manifest import Manifest
 from service.errors import Rejected, shown
 from service.settings import Settings
 

@@ -39,7 +39,7 @@ def joint_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the smoke_joint preset, then calibrated on 2,000 renders so /synthesize can serve it."""
     import numpy as np
 
-    from service.contract.manifest import FactorSpec, read_manifest, write_manifest
+    from contract.manifest import FactorSpec, read_manifest, write_manifest
     from training.calibrate import calibrate
     from training.cli import main
     from training.data import get_dataset

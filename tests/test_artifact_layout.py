@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.contract.manifest import (
+from contract.manifest import (
     SCHEMA_VERSION,
     CategoricalPart,
     LatentLayout,
@@ -113,7 +113,7 @@ def test_manifest_rejects_layout_that_disagrees_with_latent_dim_or_stats() -> No
 
 
 def test_factor_on_a_categorical_part_must_name_its_classes_and_dims() -> None:
-    from service.contract.manifest import FactorCalibration
+    from contract.manifest import FactorCalibration
 
     with pytest.raises(ValidationError, match="part and classes come together"):
         FactorCalibration(name="digit", values=[0, 1], dims=[2, 3], codes=[[1, 0], [0, 1]], part="digit")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from service.contract.calibration import FactorRequestError, latent_for
-from service.contract.manifest import Calibration, FactorCalibration, FactorSpec, FactorValue
+from contract.calibration import FactorRequestError, latent_for
+from contract.manifest import Calibration, FactorCalibration, FactorSpec, FactorValue
 from training.calibrate import calibrate, calibrate_groups, grow_groups, select_dims, shared_groups
 from training.evaluate.source import CodeSource
 

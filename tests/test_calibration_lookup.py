@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.contract.calibration import FactorRequestError, group_cells, latent_for
-from service.contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue
+from contract.calibration import FactorRequestError, group_cells, latent_for
+from contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue
 
 CALIBRATION = Calibration(
     base=[0.5, 0.0, -1.0, 2.0],

@@ -1,5 +1,5 @@
-"""The contract's one image preparation (service/contract/images.py), held against Pillow where Pillow has the
-same operation, and the grid (service/contract/grid.py)."""
+"""The contract's one image preparation (contract/images.py), held against Pillow where Pillow has the
+same operation, and the grid (contract/grid.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from service.contract.grid import tile
-from service.contract.images import (
+from contract.grid import tile
+from contract.images import (
     ORIENTATION_TAG,
     crop_box,
     picture_input,

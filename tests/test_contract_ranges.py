@@ -1,4 +1,4 @@
-"""The one default range of a latent dim (service/contract/ranges.py), and that the card walks it."""
+"""The one default range of a latent dim (contract/ranges.py), and that the card walks it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from service.contract.manifest import LatentStat, Manifest
-from service.contract.ranges import dim_range, stat_range
+from contract.manifest import LatentStat, Manifest
+from contract.ranges import dim_range, stat_range
 from training.card import traversal_values
 
 

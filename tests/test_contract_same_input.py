@@ -1,5 +1,5 @@
 """One picture, one model input: the folder dataset training reads and the service's /encode prepare a file
-by the same rule (service/contract/images.py), so a model sees in service what it saw in training.
+by the same rule (contract/images.py), so a model sees in service what it saw in training.
 
 Real PNG and JPEG files, non-square, one stored sideways with an EXIF orientation, one with transparency;
 first the two readers' tensors compared bit for bit, then a real `disentangle-serve`'s /encode against the
@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 from service_harness import copy_artifact, serve
 
-from service.contract.images import ORIENTATION_TAG
+from contract.images import ORIENTATION_TAG
 from service.imaging import ImageReader
 from training.data.folder import ImageFolder
 from training.evaluate.onnx_model import OnnxModel

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from service_harness import serve
 
-from service.contract.calibration import latent_for
-from service.contract.manifest import read_manifest
+from contract.calibration import latent_for
+from contract.manifest import read_manifest
 from training.card import training_curves
 from training.cli import main
 from training.evaluate.artifact_eval import reconstruction_per_image

@@ -15,7 +15,7 @@ import pytest
 import torch
 from service_harness import serve
 
-from service.contract.manifest import read_manifest, sha256_of
+from contract.manifest import read_manifest, sha256_of
 from training.cli import main
 from training.data import get_dataset
 from training.gan import CodeLayout, InfoGAN

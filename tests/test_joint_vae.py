@@ -14,8 +14,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.contract.calibration import latent_for
-from service.contract.manifest import FactorSpec, LatentLayout, read_manifest
+from contract.calibration import latent_for
+from contract.manifest import FactorSpec, LatentLayout, read_manifest
 from training.calibrate import calibrate, calibrate_groups, class_dependence
 from training.card import traversal_grid
 from training.data import get_dataset

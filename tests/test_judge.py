@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from service_harness import serve
 
-from service.contract.manifest import FactorSpec, read_manifest, write_manifest
+from contract.manifest import FactorSpec, read_manifest, write_manifest
 from training.calibrate import calibrate
 from training.cli import main
 from training.data import get_dataset

@@ -293,7 +293,7 @@ def test_traverse_grid_is_dims_by_steps_and_matches_decode(http: httpx.Client, c
 
 
 def test_traverse_walks_by_default_the_ranges_models_answers(http: httpx.Client, client: Client) -> None:
-    """One rule for a dim's range (service/contract/ranges.py): /models shows it, /traverse walks it, and the
+    """One rule for a dim's range (contract/ranges.py): /models shows it, /traverse walks it, and the
     page's sliders span it (they read it from /models)."""
     info = client.model("smoke")
     assert len(info["ranges"]) == info["latent_dim"] == 10

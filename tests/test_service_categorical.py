@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 from service_harness import REPO, copy_artifact, serve
 
+from contract.manifest import read_manifest
 from service.client import Client, ServiceError
-from service.contract.manifest import read_manifest
 
 JOINT = "smoke_joint"
 OLD = "dsprites_vae"  # shipped before the layout existed
 C, K = 4, 3  # continuous dims, classes of the shape part
-GAP = 2  # service.contract.grid.GAP
+GAP = 2  # contract.grid.GAP
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from service_harness import copy_artifact, metric, serve
 
-from service.contract.manifest import sha256_of
+from contract.manifest import sha256_of
 from service.errors import Rejected
 from service.metrics import Metrics
 from service.runtime import Batcher, open_session

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.contract.manifest import read_manifest, sha256_of
+from contract.manifest import read_manifest, sha256_of
 from training import export as export_module
 from training.cli import main
 from training.evaluate.table import row as table_row

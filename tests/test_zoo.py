@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from service_harness import REPO, serve
 
-from service.contract.manifest import read_manifest
+from contract.manifest import read_manifest
 from training.cli import config_from_dict
 from training.data import get_dataset
 from training.data.base import FactorDataset

@@ -1,5 +1,5 @@
 """Factor calibration for named synthesis: which latent dims carry each factor, and which latent values give
-each of its values. The result is the manifest's ``calibration``; ``service.contract.calibration.latent_for`` reads it.
+each of its values. The result is the manifest's ``calibration``; ``contract.calibration.latent_for`` reads it.
 
 Dims are chosen from the (d, F) mutual information matrix (the one MIG uses), normalised per factor by its
 entropy: a factor gets its most informative dim, plus every other dim that holds at least ``share`` of that
@@ -32,8 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.contract.calibration import group_cells
-from service.contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorSpec, LatentLayout
+from contract.calibration import group_cells
+from contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorSpec, LatentLayout
 from training.evaluate.information import (
     DEFAULT_BINS,
     discrete_mutual_information,

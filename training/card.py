@@ -17,9 +17,9 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot, no display backend to pick
 from PIL import Image
 
-from service.contract.grid import CARD_BACKGROUND, GAP, tile
-from service.contract.manifest import CARD_DIR, Manifest
-from service.contract.ranges import dim_range
+from contract.grid import CARD_BACKGROUND, GAP, tile
+from contract.manifest import CARD_DIR, Manifest
+from contract.ranges import dim_range
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
 from training.evaluate.judged_synthesis import judged_factors

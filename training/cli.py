@@ -19,7 +19,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from service.contract.manifest import MANIFEST_NAME, Manifest
+from contract.manifest import MANIFEST_NAME, Manifest
 from training.infogan import InfoGANConfig
 from training.judge.train import JudgeConfig
 from training.presets import PRESETS
@@ -154,7 +154,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
     as it begins: a full evaluation runs for minutes."""
     from tqdm import tqdm
 
-    from service.contract.manifest import write_manifest
+    from contract.manifest import write_manifest
     from training.card import write_card
     from training.data import get_dataset
     from training.evaluate.artifact_eval import STAGES, evaluate_artifact
@@ -178,7 +178,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
 
 def judge_one(folder: Path, judges: Path | None) -> Manifest:
     """Only the factor judge's figures of one artifact (``judged.*``), into its manifest and card.md."""
-    from service.contract.manifest import write_manifest
+    from contract.manifest import write_manifest
     from training.card import write_card_text
     from training.evaluate.artifact_eval import judge_artifact
 
@@ -192,7 +192,7 @@ def judge_one(folder: Path, judges: Path | None) -> Manifest:
 def recalibrate_one(folder: Path, quick: bool, judges: Path | None) -> Manifest:
     """Only the calibration of one artifact and the figures read through it, into its manifest and card.md (with
     the traversal redrawn, so that the picture follows the contract's range rule its caption states)."""
-    from service.contract.manifest import CARD_DIR, write_manifest
+    from contract.manifest import CARD_DIR, write_manifest
     from training.card import traversal_grid, write_card_text
     from training.evaluate.artifact_eval import recalibrate_artifact
     from training.evaluate.onnx_model import OnnxModel
@@ -208,7 +208,7 @@ def recalibrate_one(folder: Path, quick: bool, judges: Path | None) -> Manifest:
 
 def run_eval(paths: list[Path], quick: bool, only: str, judges: Path | None) -> None:
     """``only``: "" (everything), "table", "judge" or "calibration"."""
-    from service.contract.manifest import read_manifest
+    from contract.manifest import read_manifest
     from training.evaluate.table import markdown_table
 
     folders = artifact_folders(paths)

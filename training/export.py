@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from service.contract.manifest import (
+from contract.manifest import (
     DECODER_FILE,
     ENCODER_FILE,
     CategoricalPart,

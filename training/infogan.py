@@ -40,7 +40,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from service.contract.grid import CARD_BACKGROUND, GAP, tile
+from contract.grid import CARD_BACKGROUND, GAP, tile
 from training.data import get_dataset
 from training.data.base import ImageDataset
 from training.gan import CodeLayout, InfoGAN

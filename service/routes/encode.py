@@ -11,8 +11,8 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from contract.manifest import LatentLayout
 from service import arraytext
-from service.contract.manifest import LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
 from service.forms import parse_form

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter, Request, Response
 
-from service.contract.manifest import CARD_DIR
+from contract.manifest import CARD_DIR
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import Rejected, error_responses, shown
 from service.schemas import BrokenInfo, ModelInfo, ModelList

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from service.contract.calibration import FactorRequestError, latent_for
-from service.contract.images import to_pixels
+from contract.calibration import FactorRequestError, latent_for
+from contract.images import to_pixels
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import b64, png

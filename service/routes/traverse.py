@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from service.contract.grid import tile
-from service.contract.manifest import LatentLayout, Manifest
-from service.contract.ranges import dim_range
+from contract.grid import tile
+from contract.manifest import LatentLayout, Manifest
+from contract.ranges import dim_range
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import ImageReader, b64, gif, png, pngs

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.contract.manifest import DatasetInfo, FactorSpec
+from contract.manifest import DatasetInfo, FactorSpec
 
 ParamValue = str | int | float | bool
 

@@ -1,7 +1,7 @@
 """Any folder of PNG/JPEG images (searched recursively), as the model's channels and resolution; no factors.
 
 Every file is read once at construction and prepared by the contract's one rule for pictures
-(``service/contract/images.py``, what ``/encode`` applies to an upload too): EXIF rotation applied, converted
+(``contract/images.py``, what ``/encode`` applies to an upload too): EXIF rotation applied, converted
 to grey (``channels=1``) or RGB (``channels=3``; transparency is dropped), centre-cropped to a square and
 resized to ``size`` x ``size`` with Lanczos filtering; then held in memory as uint8 (N * channels * size * size
 bytes). Files are ordered by path, so an index names the same image on every machine.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from service.contract.images import picture_input, unit_range
+from contract.images import picture_input, unit_range
 from training.data.base import ImageDataset, ParamValue, as_indices
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")

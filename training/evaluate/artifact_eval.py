@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contract.calibration import latent_for
-from service.contract.manifest import Calibration, FactorSpec, Manifest
+from contract.calibration import latent_for
+from contract.manifest import Calibration, FactorSpec, Manifest
 from training.calibrate import calibrate, calibrate_groups
 from training.data import get_dataset
 from training.data.base import FactorDataset, ImageDataset

@@ -6,7 +6,7 @@
 Each request names every factor. Over ``REQUESTS`` requests each factor's values are dealt out evenly (a value
 of a factor with V values is asked for n/V times, give or take one) and shuffled independently of the other
 factors, so every value of every factor is asked for. Each request goes through the code path of
-``/synthesize``: ``service.contract.calibration.latent_for``, the artifact's decoder in onnxruntime, and the 8-bit
+``/synthesize``: ``contract.calibration.latent_for``, the artifact's decoder in onnxruntime, and the 8-bit
 pixels its PNG carries. The judge (``training/judge``) then reads every factor from the image.
 
 Per factor the result is the asked-for accuracy (categorical: the fraction read as the asked class) or the
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contract.calibration import latent_for
-from service.contract.images import quantise, unit_range
-from service.contract.manifest import Calibration, FactorValue
+from contract.calibration import latent_for
+from contract.images import quantise, unit_range
+from contract.manifest import Calibration, FactorValue
 from training.data.base import FactorDataset
 from training.evaluate.onnx_model import OnnxModel
 from training.judge.artifact import SHIPPED_JUDGES, OnnxJudge, summarise

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.contract.manifest import Manifest, read_manifest
+from contract.manifest import Manifest, read_manifest
 
 
 class OnnxModel:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.contract.manifest import Manifest
+from contract.manifest import Manifest
 from training.evaluate.judged_synthesis import judged_factors
 
 COLUMNS = (

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.contract.manifest import sha256_of
+from contract.manifest import sha256_of
 from training.data.base import FactorDataset
 from training.judge.readings import Reading, condition_of
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.contract.manifest import sha256_of
+from contract.manifest import sha256_of
 from training.data import get_dataset
 from training.data.base import FactorDataset
 from training.judge.artifact import (

@@ -21,7 +21,7 @@ Rules, so a caller can predict the vector:
 - A factor read from a categorical part sets that part to its class's one-hot code, grouped or not (a group's
   offsets are zero on the part's entries).
 
-Pure numpy and ``service.contract.manifest``: the service imports this, and training imports it from here.
+Pure numpy and ``contract.manifest``: the service imports this, and training imports it from here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from service.contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue
+from contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue
 
 
 class FactorRequestError(ValueError):

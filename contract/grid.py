@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.contract.images import to_pixels
+from contract.images import to_pixels
 
 GAP = 2
 BACKGROUND = 32  # the service's dark grey: tiles of a black-background dataset stay apart

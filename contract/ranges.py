@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from service.contract.manifest import LatentStat, Manifest
+from contract.manifest import LatentStat, Manifest
 
 SPAN = 3.0  # standard deviations either side, of the prior and of the data
 

@@ -62,6 +62,22 @@ class CategoricalPart(_Strict):
     classes: int = Field(ge=2, le=1024)
 
 
+class ContinuousPrior(_Strict):
+    """The prior every continuous code of a model is drawn from: N(0, 1) for the VAE family (and what a manifest
+    without one means), U(low, high) for InfoGAN's continuous codes. The traversal range, the bounds the service
+    validates latents against and the page's sliders are read from it."""
+
+    kind: Literal["normal", "uniform"] = "normal"
+    low: float = -1.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContinuousPrior:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ValueError(f"prior bounds must be finite with low < high, got [{self.low}, {self.high}]")
+        return self
+
+
 class LatentLayout(_Strict):
     """How the flat latent vector the decoder takes is made of parts, in this order:
 
@@ -75,6 +91,7 @@ class LatentLayout(_Strict):
     continuous: int = Field(ge=0, le=1024)
     categorical: list[CategoricalPart] = Field(default_factory=list)
     noise: int = Field(default=0, ge=0, le=1024)
+    prior: ContinuousPrior = Field(default_factory=ContinuousPrior, description="of the continuous codes")
 
     @model_validator(mode="after")
     def _valid(self) -> LatentLayout:
@@ -201,7 +218,7 @@ class FactorGroup(_Strict):
     factors: list[str] = Field(min_length=2)
     offsets: list[list[float]]
 
-    # Per factor axis, the typical value that ``service.contract.calibration`` picks for a factor left out of a
+    # Per factor axis, the typical value that ``contract.calibration`` picks for a factor left out of a
     # request: found once per table, not on every request.
     _typical: dict[int, int] = PrivateAttr(default_factory=dict)
 
@@ -213,7 +230,7 @@ class FactorGroup(_Strict):
 
 class Calibration(_Strict):
     """Turns named factor values into a latent vector: start from ``base``, then add each factor's offset
-    (``service.contract.calibration.latent_for`` states the rules)."""
+    (``contract.calibration.latent_for`` states the rules)."""
 
     base: list[float]
     factors: list[FactorCalibration]
