@@ -161,7 +161,7 @@ class ModelInfo(BaseModel):
             active_dims=manifest.active_dims,
             card=list(card),
             calibration=CalibrationInfo.of(manifest.calibration) if manifest.calibration else None,
-            ranges=default_ranges(manifest, bound),
+            ranges=default_ranges(manifest),
             **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card", "calibration", "ranges"}),
         )
 

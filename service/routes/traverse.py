@@ -82,7 +82,7 @@ def _ranges(body: TraverseRequest, manifest: Manifest, dims: list[int], bound: f
         if not -bound <= low < high <= bound:
             raise Rejected(422, "range", f"[low, high] with -{bound} <= low < high <= {bound}", shown(list(body.range)))
         return [(low, high)] * len(dims)
-    return [dim_range(manifest, j, bound) for j in dims]  # the contract's rule: the page's sliders span the same
+    return [dim_range(manifest, j) for j in dims]  # the contract's rule: the page's sliders span the same
 
 
 def _finish(
