@@ -6,7 +6,7 @@
 
 A continuous dim accepts the hull of what the model can meet:
 - its prior's draws: U(low, high) itself; N(0, 1) within ``NORMAL_REACH`` standard deviations (a value beyond
-  is a mistake, not a draw);
+  is a mistake, not a draw); nothing for a model without a prior;
 - its encoder's codes: their mean over the training data +- ``ENCODED_REACH`` standard deviations. A plain
   autoencoder's codes have no prior to hold them (dsprites_ae's reach -45 and +44; measured on 30,000 images,
   none lies beyond 3.4 sd of its dim's mean), and InfoGAN's Q reads codes up to 0.5 past U(-1, 1);
@@ -83,6 +83,8 @@ def latent_bounds(manifest: Manifest) -> LatentBounds:
     c = layout.continuous
     if layout.prior.kind == "uniform":
         low[:c], high[:c] = layout.prior.low, layout.prior.high
+    elif layout.prior.kind == "none":
+        low[:c], high[:c] = np.inf, -np.inf  # the encodings and the calibration alone
     mean = np.array([s.mean for s in manifest.latent_stats], dtype=np.float64)  # (c,)
     std = np.array([s.std for s in manifest.latent_stats], dtype=np.float64)
     low[:c] = np.minimum(low[:c], mean - ENCODED_REACH * std)

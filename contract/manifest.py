@@ -77,17 +77,13 @@ class CategoricalPart(_Strict):
 
 class ContinuousPrior(_Strict):
     """The prior every continuous code of a model is drawn from: N(0, 1) for the VAE family (and what a manifest
-    without one means), U(low, high) for InfoGAN's continuous codes. The traversal range, the bounds the service
-    validates latents against and the page's sliders are read from it."""
+    without one means), U(low, high) for InfoGAN's continuous codes, none for a plain autoencoder (its codes'
+    spread over the data stands in). The traversal range, the bounds the service validates latents against, the
+    page's sliders and its random draws are read from it (``low`` and ``high`` only for a uniform prior)."""
 
-    kind: Literal["normal", "uniform"] = "normal"
+    kind: Literal["normal", "uniform", "none"] = "normal"
     low: float = -1.0
     high: float = 1.0
-
-    @property
-    def centre(self) -> float:
-        """The prior's mean: 0 for N(0, 1), the middle of [low, high] for a uniform one."""
-        return 0.0 if self.kind == "normal" else (self.low + self.high) / 2
 
     @model_validator(mode="after")
     def _ordered(self) -> ContinuousPrior:
@@ -175,14 +171,6 @@ class LatentLayout(_Strict):
         continuous codes' mean, each part's most probable class one-hot (as the decoder saw near one-hot samples
         in training) and zero noise, which no encoder reads back."""
         return self.flat(mu, None if probabilities is None else self.most_probable(probabilities))
-
-    def centre(self) -> np.ndarray:
-        """(d,) the prior's centre: the prior's mean on continuous and noise dims, class 0 of each part."""
-        continuous = np.full((1, self.continuous), self.prior.centre, dtype=np.float32)
-        first = np.zeros((1, self.classes), dtype=np.float32)
-        for where in self.probability_slices().values():
-            first[0, where.start] = 1.0
-        return self.flat(continuous, first)[0]
 
 
 def active(kl: np.ndarray) -> np.ndarray:

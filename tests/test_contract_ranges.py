@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from contract.manifest import LatentStat, Manifest
-from contract.ranges import dim_range, stat_range
+from contract.ranges import centre, dim_range, stat_range
 from training.card import traversal_values
 
 
@@ -53,6 +53,14 @@ def test_codes_drawn_from_a_uniform_prior_span_it_whatever_their_encodings() -> 
     assert dim_range(manifest, 0) == dim_range(manifest, 1) == (-1.0, 1.0)  # stats of dim 1: mean 4, std 1
     assert dim_range(manifest, 5) == (-3.0, 3.0)  # the noise stays N(0, 1)
     np.testing.assert_allclose(traversal_values(manifest, 1, steps=3), [-1.0, 0.0, 1.0])
+
+
+def test_codes_without_a_prior_span_their_encodings_and_centre_on_their_mean() -> None:
+    manifest = _manifest({"kind": "none"})
+    assert dim_range(manifest, 1) == (1.0, 7.0)  # mean 4, std 1
+    np.testing.assert_array_equal(centre(manifest), [0.0, 4.0, 1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(centre(_manifest({"kind": "uniform", "low": 0.0, "high": 2.0})), [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(centre(_manifest()), [0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
 
 
 def test_the_card_walks_the_same_range() -> None:
