@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from contract.manifest import Manifest
 from service.errors import Rejected, shown
+from service.registry import Model
 from service.settings import Settings
 
 # How far a categorical part's probabilities may sum from 1: float32 rounding of a caller's softmax, not more.
@@ -17,29 +17,29 @@ def check_count(n: int, field: str, settings: Settings) -> None:
         raise Rejected(413, field, f"at most {settings.max_items} items per request", f"{n}")
 
 
-def check_latents(
-    rows: list[list[float]] | np.ndarray, field: str, manifest: Manifest, settings: Settings
-) -> np.ndarray:
-    """Latent vectors -> (B, d) float32, or a rejection naming the first offending row or value."""
+def check_latents(rows: list[list[float]] | np.ndarray, field: str, model: Model, settings: Settings) -> np.ndarray:
+    """Latent vectors -> (B, d) float32, or a rejection naming the first offending row or value.
+
+    Each value must lie within its dim's bounds, which the contract derives from the model's artifact
+    (``contract.bounds``): its prior, its encodings and its calibration.
+    """
     check_count(len(rows), field, settings)
-    d = manifest.latent_dim
+    d = model.manifest.latent_dim
     for i, row in enumerate(rows if isinstance(rows, list) else ()):
         if len(row) != d:
-            raise Rejected(422, f"{field}[{i}]", f"{d} values (the latent size of {manifest.name})", f"{len(row)}")
+            raise Rejected(422, f"{field}[{i}]", f"{d} values (the latent size of {model.name})", f"{len(row)}")
     latents = np.asarray(rows, dtype=np.float32).reshape(len(rows), d)
-    bound = settings.latent_bound
-    # One reduction in the common case (ufunc.reduce skips ndarray.any's Python wrapper); NaN propagates
-    # through maximum and compares false, so it is caught here too.
-    if latents.size and not np.maximum.reduce(np.abs(latents), axis=None) <= bound:
-        i, j = (int(k) for k in np.argwhere(~(np.abs(latents) <= bound))[0])
-        raise Rejected(422, f"{field}[{i}][{j}]", f"a finite value in [-{bound}, {bound}]", shown(float(latents[i, j])))
-    check_parts(latents, field, manifest)
+    check_parts(latents, field, model)  # before the bounds: a part's entry gets the message about parts
+    outside = model.bounds.outside(latents)
+    if outside is not None:
+        i, j = outside
+        raise Rejected(422, f"{field}[{i}][{j}]", model.bounds.described(j), shown(float(latents[i, j])))
     return latents
 
 
-def check_parts(latents: np.ndarray, field: str, manifest: Manifest) -> None:
+def check_parts(latents: np.ndarray, field: str, model: Model) -> None:
     """Every categorical part of (B, d) flat latents must hold probabilities: entries >= 0 that sum to 1."""
-    for name, where in manifest.layout.part_slices().items():
+    for name, where in model.manifest.layout.part_slices().items():
         part = latents[:, where]  # (B, K)
         negative = np.argwhere(part < 0)
         if negative.size:
@@ -79,11 +79,12 @@ def _category(entry: object, field: str, name: str, classes: int) -> np.ndarray:
 def assemble_latents(
     rows: list[list[float]],
     categorical: dict[str, list[int | list[float]]],
-    manifest: Manifest,
+    model: Model,
     settings: Settings,
 ) -> np.ndarray:
     """Latents given as continuous (and noise) values plus each categorical part's class index or probabilities
     -> (B, d) flat latents in the layout's order, or a rejection naming the field."""
+    manifest = model.manifest
     layout = manifest.layout
     parts = [part.name for part in layout.categorical]
     if not parts:
@@ -112,7 +113,7 @@ def assemble_latents(
     flat = np.concatenate(
         [given[:, : layout.continuous], *by_part.values(), given[:, layout.continuous :]], axis=1
     )  # (B, d)
-    return check_latents(flat, "latents", manifest, settings)
+    return check_latents(flat, "latents", model, settings)
 
 
 def parse_shape(text: str, field: str) -> tuple[int, ...]:
@@ -125,8 +126,9 @@ def parse_shape(text: str, field: str) -> tuple[int, ...]:
     return shape
 
 
-def binary_latents(body: bytes, shape_text: str | None, manifest: Manifest, settings: Settings) -> np.ndarray:
+def binary_latents(body: bytes, shape_text: str | None, model: Model, settings: Settings) -> np.ndarray:
     """A little-endian float32 body whose shape (B, d) comes from the X-Shape header or ?shape=."""
+    manifest = model.manifest
     d = manifest.latent_dim
     if shape_text is None:
         raise Rejected(422, "X-Shape", f"a header (or ?shape=) giving the latents' shape, e.g. '1,{d}'", "none")
@@ -135,4 +137,4 @@ def binary_latents(body: bytes, shape_text: str | None, manifest: Manifest, sett
         raise Rejected(422, "X-Shape", f"(B, {d}) for {manifest.name}", f"{shape}")
     if len(body) != shape[0] * d * 4:
         raise Rejected(422, "body", f"{shape[0] * d * 4} bytes of float32 for shape {shape}", f"{len(body)} bytes")
-    return check_latents(np.frombuffer(body, dtype="<f4").reshape(shape), "latents", manifest, settings)
+    return check_latents(np.frombuffer(body, dtype="<f4").reshape(shape), "latents", model, settings)

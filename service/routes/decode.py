@@ -68,16 +68,16 @@ async def decode_call(call: Call, registry: Registry, settings: Settings) -> Rep
         chosen = registry.get(call.query.get("model"))
         call.state["model"] = chosen.name
         shape = call.headers.get("x-shape") or call.query.get("shape")
-        latents = binary_latents(await call.read(), shape, chosen.manifest, settings)
+        latents = binary_latents(await call.read(), shape, chosen, settings)
         fmt = "png"
     else:
         body = await call.parse_json(DecodeRequest, also=(BINARY,))
         chosen = registry.get(body.model)
         call.state["model"] = chosen.name
         if body.categorical is None:
-            latents = check_latents(body.latents, "latents", chosen.manifest, settings)
+            latents = check_latents(body.latents, "latents", chosen, settings)
         else:
-            latents = assemble_latents(body.latents, body.categorical, chosen.manifest, settings)
+            latents = assemble_latents(body.latents, body.categorical, chosen, settings)
         fmt = body.format
     if call.accepts(BINARY):
         finish = _float32

@@ -113,6 +113,7 @@ def _encoded(layout: LatentLayout, model: str, sample: bool, seed: int | None, o
     if layout.classes:
         slices = layout.probability_slices().items()
         payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
+    payload["latent"] = layout.reconstruction(mu, probabilities).tolist()
     z = None
     if sample:
         rng = np.random.default_rng(seed)

@@ -6,7 +6,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 
 from contract.manifest import CARD_DIR
-from service.dependencies import RegistryDep, SettingsDep
+from service.dependencies import RegistryDep
 from service.errors import Rejected, error_responses, shown
 from service.schemas import BrokenInfo, ModelInfo, ModelList
 
@@ -15,20 +15,20 @@ PICTURE = {"type": "string", "format": "binary"}
 
 
 @router.get("", summary="Every loaded model, the default, and the artifacts that failed to load")
-async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList:
+async def list_models(registry: RegistryDep) -> ModelList:
     registry.check_files()
     return ModelList(
         default=registry.default,
-        models=[ModelInfo.of(m.manifest, settings.latent_bound, m.card) for m in registry.models.values()],
+        models=[ModelInfo.of(m.manifest, m.bounds, m.card) for m in registry.models.values()],
         broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.all_broken()],
     )
 
 
 @router.get("/{name}", summary="One model's manifest, less the file list", responses=error_responses(404, 422))
-async def get_model(name: str, registry: RegistryDep, settings: SettingsDep, request: Request) -> ModelInfo:
+async def get_model(name: str, registry: RegistryDep, request: Request) -> ModelInfo:
     model = registry.get(name)
     request.state.model = model.name
-    return ModelInfo.of(model.manifest, settings.latent_bound, model.card)
+    return ModelInfo.of(model.manifest, model.bounds, model.card)
 
 
 @router.get(

@@ -49,7 +49,7 @@ async def synthesize_call(call: Call, registry: Registry, settings: Settings) ->
         latent = latent_for(calibration, body.factors)
     except FactorRequestError as error:
         raise Rejected(422, f"factors.{error.factor}", error.expected, shown(error.received)) from None
-    latents = check_latents(latent[None], "latent", model.manifest, settings)
+    latents = check_latents(latent[None], "latent", model, settings)
     finish = partial(_finish, model.name, latents[0], call.accepts(PNG))
     reply: Reply = await model.decoder.submit(latents, finish)
     return reply
