@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from contract.bounds import LatentBounds, latent_bounds
 from contract.manifest import CARD_DIR, MANIFEST_NAME, Manifest, read_manifest, sha256_of
 from contract.tensors import DECODER_OUTPUTS, IMAGE, LATENT, encoder_outputs
-from service.errors import Rejected, shown, validation_body
+from service.errors import NotFound, shown, validation_body
 from service.metrics import Metrics
 from service.runtime import Batcher, open_session
 from service.settings import Settings
@@ -165,7 +165,7 @@ class Registry:
         if key is not None and key in self.models:
             return self.models[key]
         received = shown(name) if name is not None else f"no model, and the default ({self.problem})"
-        raise Rejected(404, "model", f"one of {list(self.models)}", received)
+        raise NotFound("model", f"one of {list(self.models)}", received)
 
     async def close(self) -> None:
         for model in self.models.values():

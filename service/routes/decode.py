@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from contract.images import to_pixels
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import INFERENCE_ERRORS, Rejected, error_responses
+from service.errors import INFERENCE_ERRORS, NotAcceptable, error_responses
 from service.imaging import b64, png, pngs
 from service.payloads import BINARY, PNG, Call, Reply, documented_body, json_bytes
 from service.registry import Registry
@@ -83,7 +83,7 @@ async def decode_call(call: Call, registry: Registry, settings: Settings) -> Rep
         finish = _float32
     elif call.accepts(PNG):
         if len(latents) != 1:
-            raise Rejected(406, "Accept", "image/png with exactly one latent", f"{len(latents)} latents")
+            raise NotAcceptable("Accept", "image/png with exactly one latent", f"{len(latents)} latents")
         finish = _one_png
     else:
         finish = partial(_json, chosen.name, fmt)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 
 from contract.manifest import CARD_DIR
 from service.dependencies import RegistryDep
-from service.errors import Rejected, error_responses, shown
+from service.errors import NotFound, error_responses, shown
 from service.schemas import BrokenInfo, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -42,11 +42,11 @@ async def get_card_picture(name: str, file: str, registry: RegistryDep, request:
     request.state.model = model.name
     # Only the names listed at load time are served: no path from the request reaches the file system.
     if file not in model.card:
-        raise Rejected(404, "file", f"one of {list(model.card)}", shown(file))
+        raise NotFound("file", f"one of {list(model.card)}", shown(file))
     # Read whole (a card picture is tens of kilobytes) so that a file deleted since start-up is a 404 here,
     # where FileResponse would find it gone only while sending, too late for anything but a 500.
     try:
         picture = await anyio.Path(model.folder / CARD_DIR / file).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
-        raise Rejected(404, "file", "a card picture still on disk", f"{file!r}, deleted since start-up") from None
+        raise NotFound("file", "a card picture still on disk", f"{file!r}, deleted since start-up") from None
     return Response(picture, media_type="image/png")

@@ -12,7 +12,7 @@ from contract.grid import tile
 from contract.manifest import Manifest
 from contract.ranges import centre, dim_range
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
+from service.errors import INFERENCE_ERRORS, Invalid, error_responses, shown
 from service.imaging import ImageReader, b64, gif, png, pngs
 from service.payloads import GIF, PNG, Reply, documented_body, json_bytes, parse_json
 from service.registry import Model
@@ -35,7 +35,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 async def _base(body: TraverseRequest, model: Model, settings: Settings) -> np.ndarray:
     manifest = model.manifest
     if body.latent is not None and body.image is not None:
-        raise Rejected(422, "latent, image", "at most one base", "both")
+        raise Invalid("latent, image", "at most one base", "both")
     if body.latent is not None:
         return check_latents([body.latent], "latent", model, settings)[0]
     layout = manifest.layout
@@ -53,13 +53,11 @@ def _dims(body: TraverseRequest, manifest: Manifest) -> list[int]:
     categorical = range(layout.continuous, layout.continuous + layout.classes)
     for i, j in enumerate(body.dims):
         if not 0 <= j < d:
-            raise Rejected(422, f"dims[{i}]", f"a dimension in [0, {d})", str(j))
+            raise Invalid(f"dims[{i}]", f"a dimension in [0, {d})", str(j))
         if j in categorical:
-            raise Rejected(
-                422, f"dims[{i}]", "a continuous or noise dimension (walk a categorical part with `part`)", str(j)
-            )
+            raise Invalid(f"dims[{i}]", "a continuous or noise dimension (walk a categorical part with `part`)", str(j))
     if len(set(body.dims)) != len(body.dims):
-        raise Rejected(422, "dims", "distinct dimensions", str(body.dims))
+        raise Invalid("dims", "distinct dimensions", str(body.dims))
     return body.dims
 
 
@@ -71,7 +69,7 @@ def _ranges(body: TraverseRequest, model: Model, dims: list[int]) -> list[tuple[
         ceiling = min(float(model.bounds.high[j]) for j in dims)
         if not floor <= low < high <= ceiling:
             expected = f"[low, high] with {floor:.7g} <= low < high <= {ceiling:.7g} (the bounds of dims {dims})"
-            raise Rejected(422, "range", expected, shown(list(body.range)))
+            raise Invalid("range", expected, shown(list(body.range)))
         return [(low, high)] * len(dims)
     return [dim_range(model.manifest, j) for j in dims]  # the contract's rule: the page's sliders span the same
 
@@ -109,9 +107,9 @@ async def _walk_part(body: TraverseRequest, model: Model, settings: Settings) ->
     manifest = model.manifest
     slices = manifest.layout.part_slices()
     if body.part not in slices:
-        raise Rejected(422, "part", f"a categorical part of {model.name}, one of {list(slices)}", shown(body.part))
+        raise Invalid("part", f"a categorical part of {model.name}, one of {list(slices)}", shown(body.part))
     if body.dims is not None or body.range is not None:
-        raise Rejected(422, "dims, range", "neither with `part`: a part is walked through its classes", "given")
+        raise Invalid("dims, range", "neither with `part`: a part is walked through its classes", "given")
     where = slices[body.part]
     classes = where.stop - where.start
     base = await _base(body, model, settings)
@@ -137,7 +135,7 @@ async def traverse(request: Request, registry: RegistryDep, settings: SettingsDe
     request.state.model = model.name
     manifest = model.manifest
     if body.steps > settings.max_traverse_steps:
-        raise Rejected(422, "steps", f"at most {settings.max_traverse_steps}", str(body.steps))
+        raise Invalid("steps", f"at most {settings.max_traverse_steps}", str(body.steps))
     if body.part is not None:
         return await _walk_part(body, model, settings)
     dims = _dims(body, manifest)
