@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from contract.manifest import read_manifest
+from contract.manifest import Manifest, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
@@ -170,3 +170,16 @@ def priors_folder(root: Path) -> Path:
         uniform = {"kind": "uniform", "low": -1.0, "high": 1.0}
         copy_artifact(REPO / "models" / GAN, folder, GAN, lambda m: m["layout"].update(prior=uniform))
     return folder
+
+
+def calibrated_request(manifest: Manifest, rng: np.random.Generator) -> dict[str, float | str]:
+    """Every factor named, each at a value drawn from its calibration (a number anywhere between its values)."""
+    assert manifest.calibration is not None
+    request: dict[str, float | str] = {}
+    for factor in manifest.calibration.factors:
+        if any(isinstance(v, str) for v in factor.values):
+            request[factor.name] = str(rng.choice([str(v) for v in factor.values]))
+        else:
+            numbers = [float(v) for v in factor.values]
+            request[factor.name] = float(rng.uniform(min(numbers), max(numbers)))
+    return request

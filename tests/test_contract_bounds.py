@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_harness import REPO
+from service_harness import REPO, calibrated_request
 
 from contract.bounds import NORMAL_REACH, latent_bounds
 from contract.calibration import latent_for
@@ -16,19 +16,6 @@ from contract.manifest import ContinuousPrior, Manifest, read_manifest
 from contract.ranges import default_ranges
 
 SHIPPED = sorted(p.parent for p in (REPO / "models").glob("*/manifest.json"))
-
-
-def _random_request(manifest: Manifest, rng: np.random.Generator) -> dict[str, float | str]:
-    """Every calibrated factor, each at a value drawn from its calibrated values (numbers: between them)."""
-    assert manifest.calibration is not None
-    request: dict[str, float | str] = {}
-    for factor in manifest.calibration.factors:
-        if any(isinstance(v, str) for v in factor.values):
-            request[factor.name] = str(rng.choice([str(v) for v in factor.values]))
-        else:
-            numbers = [float(v) for v in factor.values]
-            request[factor.name] = float(rng.uniform(min(numbers), max(numbers)))
-    return request
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
@@ -53,7 +40,7 @@ def test_every_shipped_models_ranges_and_calibration_lie_within_its_bounds(folde
             assert bounds.low[dim] <= span[0] < span[1] <= bounds.high[dim], dim
     if manifest.calibration is not None:
         rng = np.random.default_rng(0)
-        latents = np.stack([latent_for(manifest.calibration, _random_request(manifest, rng)) for _ in range(300)])
+        latents = np.stack([latent_for(manifest.calibration, calibrated_request(manifest, rng)) for _ in range(300)])
         assert bounds.outside(latents) is None
         # Each factor alone at each of its calibrated values: the extremes of a dim are reached this way.
         for factor in manifest.calibration.factors:

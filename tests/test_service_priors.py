@@ -14,12 +14,12 @@ import numpy as np
 import onnxruntime
 import pytest
 from PIL import Image
-from service_harness import AE, GAN, priors_folder, serve
+from service_harness import AE, GAN, calibrated_request, priors_folder, serve
 
 from contract.bounds import latent_bounds
 from contract.calibration import latent_for
 from contract.images import to_pixels
-from contract.manifest import Manifest, read_manifest
+from contract.manifest import read_manifest
 from training.data import get_dataset
 
 
@@ -46,19 +46,6 @@ def pixels(b64: str) -> np.ndarray:
         return np.asarray(picture)
 
 
-def random_request(manifest: Manifest, rng: np.random.Generator) -> dict[str, float | str]:
-    """Every factor named, each at a value drawn from its calibration (a number anywhere between its values)."""
-    assert manifest.calibration is not None
-    request: dict[str, float | str] = {}
-    for factor in manifest.calibration.factors:
-        if any(isinstance(v, str) for v in factor.values):
-            request[factor.name] = str(rng.choice([str(v) for v in factor.values]))
-        else:
-            numbers = [float(v) for v in factor.values]
-            request[factor.name] = float(rng.uniform(min(numbers), max(numbers)))
-    return request
-
-
 def test_the_autoencoder_synthesizes_every_request_naming_every_factor_as_in_process(
     http: httpx.Client, folder: Path
 ) -> None:
@@ -70,7 +57,7 @@ def test_the_autoencoder_synthesizes_every_request_naming_every_factor_as_in_pro
     rng = np.random.default_rng(27)
     refused, beyond_twenty = [], 0
     for _ in range(300):
-        asked = random_request(manifest, rng)
+        asked = calibrated_request(manifest, rng)
         reply = http.post("/synthesize", json={"model": AE, "factors": asked})
         if reply.status_code != 200:
             refused.append((asked, reply.text))
