@@ -40,9 +40,9 @@ def joint_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
 
     from contract.manifest import FactorSpec, read_manifest, write_manifest
-    from training.calibrate import calibrate
     from training.cli import main
     from training.data import get_dataset
+    from training.evaluate.calibrate import calibrate
     from training.evaluate.onnx_model import OnnxModel
 
     root = tmp_path_factory.mktemp("smoke_joint")
