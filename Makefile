@@ -8,7 +8,7 @@ MODELS ?= models
 # The service's default model: the dSprites beta-TCVAE when it is bundled, else the first by name.
 DEFAULT_MODEL ?= $(if $(wildcard $(MODELS)/dsprites_beta_tcvae/manifest.json),dsprites_beta_tcvae,)
 
-.PHONY: run models-present test lint bench zoo clean
+.PHONY: run models-present test lint bench zoo clean clean-runs
 
 # The training extra's torch. TORCH=cpu (the default on a machine without an NVIDIA driver) takes the CPU build
 # from PyTorch's CPU index (a 190 MB wheel, 750 MB installed); TORCH=cuda takes PyPI's default Linux build, which
@@ -61,10 +61,16 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/uvicorn_floor.py
 
-# Retrain, export and evaluate every model of the zoo (hours on a CPU; see README, "Model zoo").
+# Retrain, export and evaluate every model of the zoo (hours on a CPU; see README, "Model zoo"). This is the one
+# command meant to rewrite the committed models/, hence --overwrite (`disentangle-train zoo` alone refuses to).
 zoo: $(VENV)/.installed
-	$(BIN)/disentangle-train zoo configs/zoo/*.toml --models $(MODELS)
+	$(BIN)/disentangle-train zoo configs/zoo/*.toml --models $(MODELS) --overwrite
 	$(BIN)/disentangle-train eval $(MODELS)
 
+# runs/ holds the training checkpoints, which hours of work went into: `make clean` keeps it, `make clean-runs`
+# removes it.
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache runs test-artifacts
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+clean-runs:
+	rm -rf runs
