@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from contract.editing import base_latents
 from contract.manifest import Manifest, read_manifest
 
 
@@ -54,11 +55,7 @@ class OnnxModel:
         """(B, C, H, W) -> (B, d): what a reconstruction decodes: mu, and the one-hot of each part's most
         probable class (as the decoder saw near one-hot samples in training)."""
         mu, _, probabilities = self.encode_all(images)
-        one_hot = np.zeros_like(probabilities)
-        for where in self.manifest.layout.probability_slices().values():
-            part = probabilities[:, where]
-            one_hot[np.arange(len(part)), where.start + part.argmax(1)] = 1.0
-        return self.manifest.layout.flat(mu, one_hot)
+        return base_latents(self.manifest.layout, mu, probabilities)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """(B, d) -> (B, C, H, W) in [0, 1]."""

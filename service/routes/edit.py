@@ -1,0 +1,96 @@
+"""Edit images: each is encoded, the named factors replace its own, the rest of its latent stays, and it is
+decoded again ("this 3, small, at the top, rotated 30 degrees", in the writer's hand).
+
+The images come as /encode takes them (multipart uploads, base64 PNG/JPEG, nested float arrays), read by the
+same code; the factors are checked as /synthesize checks them. How an edit moves a latent, and how the
+factors are read from one: ``contract/editing.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from contract.calibration import FactorRequestError, latent_for
+from contract.editing import base_latents, edited, factors_of
+from contract.manifest import Calibration, FactorValue
+from service.dependencies import RegistryDep, SettingsDep
+from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
+from service.imaging import b64, pngs
+from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes
+from service.registry import Registry
+from service.routes.encode import Schemas, read_images
+from service.runtime import Outputs
+from service.schemas import EditOptions, EditRequest, EditResponse
+from service.settings import Settings
+
+router = APIRouter(tags=["edit"])
+
+EDIT = Schemas(EditOptions, EditRequest)
+MULTIPART_BODY = {
+    MULTIPART: {
+        "schema": {
+            "type": "object",
+            "required": ["images"],
+            "properties": {
+                "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "factors": {"type": "string", "description": 'a JSON object, e.g. {"digit": 3, "rotation": 30}'},
+                "model": {"type": "string"},
+                "resize": {"type": "boolean"},
+            },
+        }
+    }
+}
+
+
+def _check_factors(calibration: Calibration, factors: Mapping[str, FactorValue]) -> None:
+    """A 422 naming the first factor the calibration cannot place, before any image is encoded."""
+    try:
+        latent_for(calibration, factors)
+    except FactorRequestError as error:
+        raise Rejected(422, f"factors.{error.factor}", error.expected, shown(error.received)) from None
+
+
+def _finish(payload: dict[str, Any], outputs: Outputs) -> Reply:
+    payload["images"] = [b64(p) for p in pngs(outputs[0])]
+    return Reply(json_bytes(payload))
+
+
+async def edit_call(call: Call, registry: Registry, settings: Settings) -> Reply:
+    options, model, images = await read_images(call, registry, settings, EDIT)
+    calibration = model.manifest.calibration
+    if calibration is None:
+        calibrated = [m.name for m in registry.models.values() if m.manifest.calibration is not None]
+        raise Rejected(422, "model", f"a model with a factor calibration, one of {calibrated}", repr(model.name))
+    _check_factors(calibration, options.factors)
+    layout = model.manifest.layout
+    outputs: Outputs = await model.encoder.submit(images)
+    probabilities = outputs[2] if layout.classes else np.zeros((len(images), 0), np.float32)  # (B, k)
+    bases = base_latents(layout, outputs[0], probabilities)  # (B, d)
+    latents = np.stack([edited(calibration, z, options.factors) for z in bases])
+    payload: dict[str, Any] = {
+        "model": model.name,
+        "read": [factors_of(calibration, z) for z in bases],
+        "probabilities": None,
+        "base": bases.tolist(),
+        "latents": latents.tolist(),
+    }
+    if layout.classes:
+        slices = layout.probability_slices().items()
+        payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
+    reply: Reply = await model.decoder.submit(latents, lambda decoded: _finish(payload, decoded))
+    return reply
+
+
+@router.post(
+    "/edit",
+    summary="Redraw images with some factors changed and the rest (a writer's style) kept (calibrated models)",
+    response_model=EditResponse,
+    responses=error_responses(*INFERENCE_ERRORS),
+    openapi_extra=documented_body(EditRequest, MULTIPART_BODY),
+)
+async def edit(request: Request, registry: RegistryDep, settings: SettingsDep) -> Response:
+    return (await edit_call(Call.of(request), registry, settings)).response()
