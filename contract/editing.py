@@ -6,23 +6,24 @@
 ``z`` is a base image's latent in the layout's flat order: its mu, each categorical part's one-hot (the most
 probable class), zero noise. Rules, so a caller can predict the result:
 - Reading inverts the calibration factor by factor. A factor on a categorical part reads as the value whose
-  class is most probable. A numeric factor reads as the point of its code curve (its codes joined in value
-  order, straight between neighbours) nearest to ``z`` on its dims, the value interpolated there, so a value
-  between two grid values reads back as itself; beyond the curve's ends it reads as the end value. A factor
-  with named values reads as the value of the nearest code. A factor group reads as its nearest table row,
-  measured on the dims the group moves. A factor no latent dim carries is not read.
-- An edit moves ``z`` by what the calibration says the named change is worth: on a factor's dims by
-  code(asked) - code(read), for a group by offset(asked, the others as read) - offset(as read). The rest of
-  ``z`` stays, and with it what the calibration does not name (a writer's stroke, slant, width): the base's
-  distance from the code curve is kept rather than snapped onto the curve's average image.
-- A categorical part named by the edit is set to the asked class's code (its one-hot); a part's probabilities
-  cannot be shifted and stay probabilities.
+  class is most probable. A numeric factor reads as the nearest point to ``z`` (on its dims) of its code curve:
+  its codes joined in value order, straight between neighbours, the end segments extended; the value there,
+  clipped to the calibrated range, so a value between two grid values reads back as itself. A factor with
+  named values reads as the value of the nearest code. A factor group reads as its nearest table row on the
+  group's own dims (its factors' dims). A factor no latent dim carries is not read.
+- An edit moves ``z`` by what the calibration says the named change is worth: on a numeric factor's dims by
+  code(asked) minus that nearest point, on a named-value factor's by code(asked) - code(read), for a group by
+  offset(asked, the others as read) - offset(as read) on the group's dims. The rest of ``z`` stays, and with it
+  what the calibration does not name (a writer's stroke, slant, width).
+- When the edit changes a factor of a group whose values are classes (dSprites' shape), the group's dims go to
+  the asked cell itself: the base's place among its own class's rows means nothing among another's.
+- A categorical part named by the edit is set to the asked class's code (its one-hot).
 
-Why a shift rather than setting the factor's dims to code(asked): the codes are conditional means over every
-other factor, so setting them draws the average writer's version of the asked value, and where the base lies
-beyond the code curve's end (a rotation past the calibrated range) it snaps back. On the shipped
-digits_joint_vae, over 600 judged edits of digits renders, the shift kept the unnamed factors closer to the
-base and put the named ones as close or closer to the ask (``python -m training.evaluate.judged_edit
+Why a shift rather than setting the named factor's dims to code(asked): on a factor with one dim the two are
+the same move (the reading puts the base on the curve exactly there; the curve's ends are extended so that a
+base past the calibrated range is moved all the way to the asked value). On a factor spanning several dims, or
+a group, setting would also replace what the base holds off the curve, which no value of the factor explains,
+with the calibration's average. Measured with the factor judges (``python -m training.evaluate.judged_edit
 models/digits_joint_vae``; figures in docs/service.md, "Editing an image").
 
 Pure numpy and ``contract``: the service imports this, and training's evaluation from here.
