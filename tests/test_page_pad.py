@@ -18,7 +18,7 @@ import httpx
 import pytest
 from page_harness import CHROMIUM, PNG_DATA_URL, chromium, launched, pixels_of, tab_without_errors, wait_until
 from playwright.sync_api import Browser, Page, ViewportSize, expect
-from service_harness import REPO, copy_artifact, serve
+from service_harness import REPO, serve
 
 MODEL = "digits_joint_vae"
 UNCALIBRATED = "uncalibrated"
@@ -38,11 +38,8 @@ def chromium_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("page-pad") / "models"
-    copy_artifact(REPO / "models" / MODEL, root, MODEL)
-    copy_artifact(REPO / "models" / MODEL, root, UNCALIBRATED, lambda m: m.update(calibration=None))
-    with serve(root, default_model=MODEL) as base:
+def url(digits_joint_models: Path) -> Iterator[str]:
+    with serve(digits_joint_models, default_model=MODEL) as base:
         yield base
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from service_harness import REPO, copy_artifact, serve
+from service_harness import REPO, serve
 
 from service.client import Client, ServiceError
 from training.data.digits import Digits
@@ -31,11 +32,8 @@ BASES = 40
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("edit") / "models"
-    copy_artifact(REPO / "models" / MODEL, root, MODEL)
-    copy_artifact(REPO / "models" / MODEL, root, UNCALIBRATED, lambda m: m.update(calibration=None))
-    with serve(root, default_model=MODEL) as base:
+def url(digits_joint_models: Path) -> Iterator[str]:
+    with serve(digits_joint_models, default_model=MODEL) as base:
         yield base
 
 

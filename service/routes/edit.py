@@ -20,9 +20,9 @@ from contract.manifest import Calibration, FactorValue
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import b64, pngs
-from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes
+from service.payloads import Call, Reply, documented_body, json_bytes
 from service.registry import Registry
-from service.routes.encode import Schemas, read_images
+from service.routes.encode import Schemas, multipart_body, read_images
 from service.runtime import Outputs
 from service.schemas import EditOptions, EditRequest, EditResponse
 from service.settings import Settings
@@ -30,20 +30,13 @@ from service.settings import Settings
 router = APIRouter(tags=["edit"])
 
 EDIT = Schemas(EditOptions, EditRequest)
-MULTIPART_BODY = {
-    MULTIPART: {
-        "schema": {
-            "type": "object",
-            "required": ["images"],
-            "properties": {
-                "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                "factors": {"type": "string", "description": 'a JSON object, e.g. {"digit": 3, "rotation": 30}'},
-                "model": {"type": "string"},
-                "resize": {"type": "boolean"},
-            },
-        }
+MULTIPART_BODY = multipart_body(
+    {
+        "factors": {"type": "string", "description": 'a JSON object, e.g. {"digit": 3, "rotation": 30}'},
+        "model": {"type": "string"},
+        "resize": {"type": "boolean"},
     }
-}
+)
 
 
 def _check_factors(calibration: Calibration, factors: Mapping[str, FactorValue]) -> None:

@@ -53,21 +53,23 @@ LARGE_BODY_BYTES = 1 << 20
 INLINE_BODY_BYTES = 16 << 10
 ARRAY_EXPECTED = "a nested array of numbers (C, H, W) or (H, W) in [0, 1]"
 
-MULTIPART_BODY = {
-    MULTIPART: {
-        "schema": {
-            "type": "object",
-            "required": ["images"],
-            "properties": {
-                "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                "model": {"type": "string"},
-                "resize": {"type": "boolean"},
-                "sample": {"type": "boolean"},
-                "seed": {"type": "integer"},
-            },
-        }
+
+def multipart_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI of a multipart upload: files in ``images``, beside the form ``fields`` (name -> schema)."""
+    images = {"type": "array", "items": {"type": "string", "format": "binary"}}
+    return {
+        MULTIPART: {"schema": {"type": "object", "required": ["images"], "properties": {"images": images, **fields}}}
     }
-}
+
+
+MULTIPART_BODY = multipart_body(
+    {
+        "model": {"type": "string"},
+        "resize": {"type": "boolean"},
+        "sample": {"type": "boolean"},
+        "seed": {"type": "integer"},
+    }
+)
 
 
 def _multipart(content_type: str, body: bytes, settings: Settings, schema: type[Options]) -> tuple[Options, list[Any]]:
