@@ -127,15 +127,21 @@ def factors_of(calibration: Calibration, z: np.ndarray) -> dict[str, FactorValue
     return {f.name: read[f.name] for f in calibration.factors if f.name in read}
 
 
-def edited(calibration: Calibration, z: np.ndarray, request: Mapping[str, FactorValue]) -> np.ndarray:
+def edited(
+    calibration: Calibration,
+    z: np.ndarray,
+    request: Mapping[str, FactorValue],
+    read: Mapping[str, FactorValue] | None = None,
+) -> np.ndarray:
     """(d,) float32: the flat latent ``z`` with the factors named in ``request`` moved to the asked values (see
-    the module's rules); raises ``FactorRequestError`` on a bad name or value, as ``latent_for`` does."""
+    the module's rules); raises ``FactorRequestError`` on a bad name or value, as ``latent_for`` does.
+    ``read``: ``factors_of(calibration, z)``, when the caller has it already."""
     latent_for(calibration, request)  # checks every name and value, and the dims, the way /synthesize does
     original = np.asarray(z, dtype=np.float64)  # every change is measured from here, whatever its order
     z = original.copy()
     base = np.asarray(calibration.base, dtype=np.float64)
     by_name = {f.name: f for f in calibration.factors}
-    read = factors_of(calibration, original)
+    read = factors_of(calibration, original) if read is None else read
     grouped = {name for group in calibration.groups for name in group.factors}
     for name, value in request.items():
         factor = by_name[name]

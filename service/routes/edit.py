@@ -9,6 +9,7 @@ factors are read from one: ``contract/editing.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 
 from contract.calibration import FactorRequestError, latent_for
 from contract.editing import base_latents, edited, factors_of
-from contract.manifest import Calibration, FactorValue
+from contract.manifest import Calibration, FactorValue, LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
 from service.imaging import b64, pngs
@@ -47,6 +48,27 @@ def _check_factors(calibration: Calibration, factors: Mapping[str, FactorValue])
         raise Rejected(422, f"factors.{error.factor}", error.expected, shown(error.received)) from None
 
 
+def _edit(
+    model: str, calibration: Calibration, layout: LatentLayout, factors: Mapping[str, FactorValue], outputs: Outputs
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Encoder outputs -> (B, d) edited latents, and the answer so far: what was read, the latents."""
+    probabilities = outputs[2] if layout.classes else np.zeros((len(outputs[0]), 0), np.float32)  # (B, k)
+    bases = base_latents(layout, outputs[0], probabilities)  # (B, d)
+    read = [factors_of(calibration, z) for z in bases]
+    latents = np.stack([edited(calibration, z, factors, r) for z, r in zip(bases, read, strict=True)])
+    payload: dict[str, Any] = {
+        "model": model,
+        "read": read,
+        "probabilities": None,
+        "base": bases.tolist(),
+        "latents": latents.tolist(),
+    }
+    if layout.classes:
+        slices = layout.probability_slices().items()
+        payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
+    return latents, payload
+
+
 def _finish(payload: dict[str, Any], outputs: Outputs) -> Reply:
     payload["images"] = [b64(p) for p in pngs(outputs[0])]
     return Reply(json_bytes(payload))
@@ -59,22 +81,10 @@ async def edit_call(call: Call, registry: Registry, settings: Settings) -> Reply
         calibrated = [m.name for m in registry.models.values() if m.manifest.calibration is not None]
         raise Rejected(422, "model", f"a model with a factor calibration, one of {calibrated}", repr(model.name))
     _check_factors(calibration, options.factors)
-    layout = model.manifest.layout
-    outputs: Outputs = await model.encoder.submit(images)
-    probabilities = outputs[2] if layout.classes else np.zeros((len(images), 0), np.float32)  # (B, k)
-    bases = base_latents(layout, outputs[0], probabilities)  # (B, d)
-    latents = np.stack([edited(calibration, z, options.factors) for z in bases])
-    payload: dict[str, Any] = {
-        "model": model.name,
-        "read": [factors_of(calibration, z) for z in bases],
-        "probabilities": None,
-        "base": bases.tolist(),
-        "latents": latents.tolist(),
-    }
-    if layout.classes:
-        slices = layout.probability_slices().items()
-        payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
-    reply: Reply = await model.decoder.submit(latents, lambda decoded: _finish(payload, decoded))
+    # The edits run with the encoder's batch (in the inference thread when it has company), not on the loop.
+    edit = partial(_edit, model.name, calibration, model.manifest.layout, options.factors)
+    latents, payload = await model.encoder.submit(images, edit)
+    reply: Reply = await model.decoder.submit(latents, partial(_finish, payload))
     return reply
 
 
