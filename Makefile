@@ -10,9 +10,20 @@ DEFAULT_MODEL ?= $(if $(wildcard $(MODELS)/dsprites_beta_tcvae/manifest.json),ds
 
 .PHONY: run models-present test lint bench zoo clean
 
+# The training extra's torch. TORCH=cpu (the default on a machine without an NVIDIA driver) takes the CPU build
+# from PyTorch's CPU index (a 190 MB wheel, 750 MB installed); TORCH=cuda takes PyPI's default Linux build, which
+# brings about 3 GB of CUDA wheels. torch is installed first and from that index alone, so that an unreachable
+# CPU index fails here instead of letting PyPI serve the CUDA build.
+TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+ifeq ($(TORCH),cpu)
+	$(BIN)/python docker/requirements.py pyproject.toml --extra train --only torch > $(VENV)/torch.txt
+	$(BIN)/pip install --quiet --retries 1 --index-url $(TORCH_CPU_INDEX) -r $(VENV)/torch.txt
+endif
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $@
 

@@ -3,8 +3,9 @@
     read = factors_of(calibration, z)                    # {"digit": 3.0, "rotation": 12.4, "posY": 0.61, ...}
     z2 = edited(calibration, z, {"scale": 0.7, "posY": 0.0, "rotation": 30.0})   # (d,) float32
 
-``z`` is a base image's latent in the layout's flat order: its mu, each categorical part's one-hot (the most
-probable class), zero noise. Rules, so a caller can predict the result:
+``z`` is a base image's latent in the layout's flat order, as a reconstruction decodes it
+(``LatentLayout.reconstruction``: its mu, each categorical part's most probable class one-hot, zero noise).
+Rules, so a caller can predict the result:
 - Reading inverts the calibration factor by factor. A factor on a categorical part reads as the value whose
   class is most probable. A numeric factor reads as the nearest point to ``z`` (on its dims) of its code curve:
   its codes joined in value order, straight between neighbours, the end segments extended; the value there,
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.calibration import FactorRequestError, _group_offset, _weights, is_categorical, latent_for
-from contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue, LatentLayout
+from contract.manifest import Calibration, FactorCalibration, FactorGroup, FactorValue
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,6 @@ def _read_group(
     return {name: by_name[name].values[int(i)] for name, i in zip(group.factors, index, strict=True)}
 
 
-def base_latents(layout: LatentLayout, mu: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """(B, d) latents of encoded images from mu (B, c) and probabilities (B, k): each part's most probable class
-    as a one-hot (as the decoder saw near one-hot samples in training), zero noise. What a reconstruction, and
-    an edit, decodes."""
-    one_hot = np.zeros_like(probabilities)
-    for where in layout.probability_slices().values():
-        one_hot[np.arange(len(probabilities)), where.start + probabilities[:, where].argmax(axis=1)] = 1.0
-    return layout.flat(mu, one_hot)
-
-
 def factors_of(calibration: Calibration, z: np.ndarray) -> dict[str, FactorValue]:
     """Every factor some latent dim carries, as read from the flat latent ``z`` (d,), in calibration order."""
     z = np.asarray(z, dtype=np.float64)
@@ -170,4 +161,4 @@ def edited(
     return z.astype(np.float32)
 
 
-__all__ = ["FactorRequestError", "base_latents", "edited", "factors_of"]
+__all__ = ["FactorRequestError", "edited", "factors_of"]

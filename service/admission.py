@@ -18,7 +18,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import Rejected
+from service.errors import Busy
 from service.metrics import Metrics
 
 GATED_PATHS = frozenset({"/encode", "/decode", "/traverse", "/synthesize", "/edit"})
@@ -35,14 +35,14 @@ class Admission:
         if metrics is not None:
             metrics.admitted.set_function(lambda: self._admitted)
             metrics.waiting.set_function(lambda: self._waiting)
-        error = Rejected(
-            429,
+        error = Busy(
             None,
             f"at most {limit} requests in progress and {backlog} waiting",
             "one more",
             hint="retry shortly",
         )
         self._refusal = json.dumps(error.body()).encode()
+        self._status = error.status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in GATED_PATHS:
@@ -70,5 +70,5 @@ class Admission:
             (b"content-length", str(len(self._refusal)).encode()),
             (b"retry-after", b"1"),
         ]
-        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.start", "status": self._status, "headers": headers})
         await send({"type": "http.response.body", "body": self._refusal})

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import Rejected
+from service.errors import Invalid, TooLarge
 
 WHITESPACE = b" \t\n\r"
 NUMBER_CHARS = b"0123456789.eE+-"
@@ -134,25 +134,25 @@ def numbers(text: bytes, field: str, expected: str, max_numbers: int) -> np.ndar
     Its size is known and checked against ``max_numbers`` before the numbers are read.
     """
     if text.count(b",") + 1 > max_numbers:
-        raise Rejected(413, field, f"an array of at most {max_numbers} numbers", f"{text.count(b',') + 1}")
+        raise TooLarge(field, f"an array of at most {max_numbers} numbers", f"{text.count(b',') + 1}")
     if _HOLE.search(text):
-        raise Rejected(422, field, expected, "an array holding an empty list or a missing entry")
+        raise Invalid(field, expected, "an array holding an empty list or a missing entry")
     # With no empty list left, a list's commas give its length, and numbers never need visiting here.
     skeleton = text.translate(None, NUMBER_CHARS + WHITESPACE)
     if skeleton.translate(None, b"[],"):
-        raise Rejected(422, field, expected, "an array holding something other than numbers")
+        raise Invalid(field, expected, "an array holding something other than numbers")
     shape = _shape(skeleton)
     if skeleton != _skeleton(shape):
-        raise Rejected(422, field, expected, "a ragged or malformed array")
+        raise Invalid(field, expected, "a ragged or malformed array")
     size = math.prod(shape)
     if size > max_numbers:
-        raise Rejected(413, field, f"an array of at most {max_numbers} numbers", f"shape {shape}")
+        raise TooLarge(field, f"an array of at most {max_numbers} numbers", f"shape {shape}")
     try:  # numpy stops at the first entry that is not a number (raising, or in older versions returning early)
         values = np.fromstring(text.translate(BRACKETS_AS_SPACES), dtype=np.float32, sep=",")
     except ValueError:
         values = np.empty(0, np.float32)
     if values.size != size:
-        raise Rejected(422, field, expected, "an array with an entry that is not a JSON number")
+        raise Invalid(field, expected, "an array with an entry that is not a JSON number")
     return values.reshape(shape)
 
 

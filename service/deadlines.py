@@ -21,18 +21,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from http import HTTPStatus
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.errors import Rejected
+from service.errors import Rejected, TooSlow
 
 
 def _late_headers(timeout_s: float) -> bytes:
-    error = Rejected(408, "headers", f"complete request headers within {timeout_s:g} s", "an incomplete request")
+    error = TooSlow("headers", f"complete request headers within {timeout_s:g} s", "an incomplete request")
     body = json.dumps(error.body()).encode()
-    head = f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    status = HTTPStatus(error.status)
+    head = (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    )
     return head.encode() + b"connection: close\r\n\r\n" + body
 
 
@@ -152,4 +156,4 @@ class BodyDeadline:
 
     def _late(self) -> Rejected:
         expected = f"the next part of the body within {self.timeout_s:g} s"
-        return Rejected(408, "body", expected, "nothing", headers={"Connection": "close"})
+        return TooSlow("body", expected, "nothing", headers={"Connection": "close"})

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import Rejected
+from service.errors import Unauthorized
 from service.registry import Registry
 from service.settings import Settings
 
@@ -42,8 +42,7 @@ def check_api_key(settings: Settings, token: str | None) -> None:
     if settings.api_key is None:
         return
     if token is None:
-        raise Rejected(
-            401,
+        raise Unauthorized(
             "Authorization",
             "a 'Bearer <api key>' header",
             "none",
@@ -51,8 +50,7 @@ def check_api_key(settings: Settings, token: str | None) -> None:
         )
     # Constant-time comparison, so response timing does not leak how much of a guess was right.
     if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
-        raise Rejected(
-            401,
+        raise Unauthorized(
             "Authorization",
             "the service's API key",
             "a different key",

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import Rejected, internal_error_body, send_error
+from service.errors import TooLarge, internal_error_body, send_error
 from service.logs import AccessEntry, log_access, request_id
 from service.metrics import Metrics
 from service.security import TrustedHosts, security_headers
@@ -92,15 +92,15 @@ class RequestContext:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise Rejected(413, "body", f"at most {self.max_body} bytes", f"more than {self.max_body}")
+                    raise TooLarge("body", f"at most {self.max_body} bytes", f"more than {self.max_body}")
             return message
 
         return limited
 
     async def _reject_early(self, declared: int, send: Send) -> None:
-        error = Rejected(413, "body", f"at most {self.max_body} bytes", f"Content-Length {declared}")
+        error = TooLarge("body", f"at most {self.max_body} bytes", f"Content-Length {declared}")
         # The unread body stays on the connection, so it must close rather than be reused.
-        await send_error(send, 413, error.body(), [(b"connection", b"close")])
+        await send_error(send, error.status, error.body(), [(b"connection", b"close")])
 
     def _record(self, scope: Scope, rid: str, status: int, seconds: float) -> None:
         route = scope.get("route")

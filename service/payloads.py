@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 
-from service.errors import Rejected, invalid
+from service.errors import UnsupportedType, invalid
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -59,7 +59,7 @@ class Call:
         kind = self.content_type()
         if kind != JSON:
             expected = " or ".join((JSON, *also))
-            raise Rejected(415, "Content-Type", expected, repr(kind) if kind else "none")
+            raise UnsupportedType("Content-Type", expected, repr(kind) if kind else "none")
         return await self.read()
 
     async def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
@@ -85,7 +85,7 @@ async def json_body(request: Request, also: tuple[str, ...] = ()) -> bytes:
     kind = content_type(request)
     if kind != JSON:
         expected = " or ".join((JSON, *also))
-        raise Rejected(415, "Content-Type", expected, repr(kind) if kind else "none")
+        raise UnsupportedType("Content-Type", expected, repr(kind) if kind else "none")
     return await request.body()
 
 

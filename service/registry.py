@@ -16,15 +16,17 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import ValidationError
 
+from contract.bounds import LatentBounds, latent_bounds
 from contract.manifest import CARD_DIR, MANIFEST_NAME, Manifest, read_manifest, sha256_of
-from service.errors import Rejected, shown, validation_body
+from contract.tensors import DECODER_OUTPUTS, IMAGE, LATENT, encoder_outputs
+from service.errors import NotFound, shown, validation_body
 from service.metrics import Metrics
 from service.runtime import Batcher, open_session
 from service.settings import Settings
@@ -64,6 +66,10 @@ class Model:
     # (file name, its stat) -> its sha256, so that an unchanged file is hashed once, not on every check
     _hashed: dict[tuple[str, Stat], str] | None = None
     _checked: tuple[tuple[Stat | None, ...], str | None] | None = None  # the files' stats, and what they meant
+    bounds: LatentBounds = field(init=False)  # what a latent to decode must lie within, from the manifest
+
+    def __post_init__(self) -> None:
+        self.bounds = latent_bounds(self.manifest)
 
     @property
     def name(self) -> str:
@@ -159,7 +165,7 @@ class Registry:
         if key is not None and key in self.models:
             return self.models[key]
         received = shown(name) if name is not None else f"no model, and the default ({self.problem})"
-        raise Rejected(404, "model", f"one of {list(self.models)}", received)
+        raise NotFound("model", f"one of {list(self.models)}", received)
 
     async def close(self) -> None:
         for model in self.models.values():
@@ -173,8 +179,7 @@ Role = Literal["encoder", "decoder"]
 def networks(manifest: Manifest) -> tuple[tuple[Role, str, list[str]], ...]:
     """Each network's role, its input name and the outputs the service reads, in that order. An encoder whose
     layout has categorical parts also answers their probabilities."""
-    encoder_outputs = ["mu", "logvar"] + (["probabilities"] if manifest.layout.classes else [])
-    return (("encoder", "image", encoder_outputs), ("decoder", "z", ["image"]))
+    return (("encoder", IMAGE, encoder_outputs(manifest.layout)), ("decoder", LATENT, DECODER_OUTPUTS))
 
 
 def _file(folder: Path, manifest: Manifest, role: Role, digests: dict[str, str]) -> Path:

@@ -17,6 +17,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from contract.bounds import LatentBounds
 from contract.manifest import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
 from contract.ranges import default_ranges
 
@@ -66,6 +67,10 @@ class EncodeResponse(BaseModel):
     logvar: list[list[float]]
     probabilities: dict[str, list[list[float]]] | None = Field(
         default=None, description="per categorical part, each image's class probabilities (models with parts only)"
+    )
+    latent: list[list[float]] = Field(
+        description="per image, the flat latent its reconstruction decodes (what /decode takes): mu, each "
+        "categorical part's most probable class one-hot, zero noise"
     )
     z: list[list[float]] | None = None
 
@@ -208,18 +213,25 @@ class ModelInfo(BaseModel):
     card: list[str] = Field(description="model card pictures, served at /models/{name}/card/{file}")
     ranges: list[tuple[float, float] | None] = Field(
         description="per dim of the flat latent, its default range: what /traverse walks and the page's sliders "
-        "span (the prior's [-3, 3] and the dim's mean +- 3 std, within the latent bound); null for the entries "
-        "of a categorical part, which take classes"
+        "span (layout.prior's: U(low, high) itself; N(0, 1)'s [-3, 3] and the dim's mean +- 3 std; without a "
+        "prior the dim's mean +- 3 std); null for the entries of a categorical part, which take classes"
+    )
+    bounds: list[tuple[float, float]] = Field(
+        description="per dim of the flat latent, the values /decode, /traverse and /synthesize accept: its prior's "
+        "(N(0, 1) within 20 sd, U(low, high)), widened to its encodings' mean +- 6 std and to every latent its "
+        "calibration gives; [0, 1] for a categorical part's entries"
     )
 
     @classmethod
-    def of(cls, manifest: Manifest, bound: float, card: Sequence[str] = ()) -> ModelInfo:
+    def of(cls, manifest: Manifest, bounds: LatentBounds, card: Sequence[str] = ()) -> ModelInfo:
+        computed = {"active_dims", "card", "calibration", "ranges", "bounds"}
         return cls(
             active_dims=manifest.active_dims,
             card=list(card),
             calibration=CalibrationInfo.of(manifest.calibration) if manifest.calibration else None,
-            ranges=default_ranges(manifest, bound),
-            **manifest.model_dump(include=set(cls.model_fields) - {"active_dims", "card", "calibration", "ranges"}),
+            ranges=default_ranges(manifest),
+            bounds=bounds.pairs(),
+            **manifest.model_dump(include=set(cls.model_fields) - computed),
         )
 
 

@@ -48,7 +48,6 @@ class Settings(BaseSettings):
         default=2, ge=1, description="large uploads (over 1 MiB) read and decoded at once; the rest wait their turn"
     )
     max_traverse_steps: int = Field(default=32, ge=2)
-    latent_bound: float = Field(default=20.0, gt=0, description="latent values must lie in [-bound, bound]")
 
     batch_max_size: int = Field(default=64, ge=1, description="rows per onnxruntime run; 1 turns batching off")
     batch_max_wait_ms: float = Field(

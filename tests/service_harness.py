@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from contract.manifest import Manifest, read_manifest
+
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
@@ -149,3 +151,35 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             return float(match.group(3))
     raise KeyError(f"{name}{labels} not in metrics")
+
+
+AE = "dsprites_ae"  # a plain autoencoder: no prior
+GAN = "digits_infogan"  # continuous codes ~ U(-1, 1)
+
+
+def priors_folder(root: Path) -> Path:
+    """A model folder under ``root`` with the shipped autoencoder and InfoGAN, linked. An InfoGAN manifest from
+    before the prior (digits_infogan's until its export writes one) is copied with the prior its generator
+    draws from, U(-1, 1)."""
+    folder = root / "models"
+    folder.mkdir()
+    (folder / AE).symlink_to(REPO / "models" / AE)
+    if read_manifest(REPO / "models" / GAN).layout.prior.kind == "uniform":
+        (folder / GAN).symlink_to(REPO / "models" / GAN)
+    else:
+        uniform = {"kind": "uniform", "low": -1.0, "high": 1.0}
+        copy_artifact(REPO / "models" / GAN, folder, GAN, lambda m: m["layout"].update(prior=uniform))
+    return folder
+
+
+def calibrated_request(manifest: Manifest, rng: np.random.Generator) -> dict[str, float | str]:
+    """Every factor named, each at a value drawn from its calibration (a number anywhere between its values)."""
+    assert manifest.calibration is not None
+    request: dict[str, float | str] = {}
+    for factor in manifest.calibration.factors:
+        if any(isinstance(v, str) for v in factor.values):
+            request[factor.name] = str(rng.choice([str(v) for v in factor.values]))
+        else:
+            numbers = [float(v) for v in factor.values]
+            request[factor.name] = float(rng.uniform(min(numbers), max(numbers)))
+    return request

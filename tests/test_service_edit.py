@@ -116,10 +116,10 @@ def test_without_factors_the_edit_is_the_reconstruction(http: httpx.Client, base
     assert decoded == body["images"]
     digits = [int(np.argmax(p)) for p in body["probabilities"]["digit"]]
     assert [int(r["digit"]) for r in body["read"]] == digits
-    # The base is /encode's mu and most probable class, read by the same code from the same body.
+    # The base is /encode's reconstruction latent, the images read by the same code from the same body.
     sent = [base64.b64encode(i).decode() for i in bases[:3]]
     encoded = http.post("/encode", json={"model": MODEL, "images": sent}).json()
-    np.testing.assert_allclose(np.asarray(body["base"])[:, :6], encoded["mu"], atol=1e-6)
+    np.testing.assert_allclose(body["base"], encoded["latent"], atol=1e-6)
     assert body["probabilities"] == encoded["probabilities"]
 
 

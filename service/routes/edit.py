@@ -16,10 +16,10 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from contract.calibration import FactorRequestError, latent_for
-from contract.editing import base_latents, edited, factors_of
+from contract.editing import edited, factors_of
 from contract.manifest import Calibration, FactorValue, LatentLayout
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
+from service.errors import INFERENCE_ERRORS, Invalid, error_responses, shown
 from service.imaging import b64, pngs
 from service.payloads import Call, Reply, documented_body, json_bytes
 from service.registry import Registry
@@ -45,15 +45,15 @@ def _check_factors(calibration: Calibration, factors: Mapping[str, FactorValue])
     try:
         latent_for(calibration, factors)
     except FactorRequestError as error:
-        raise Rejected(422, f"factors.{error.factor}", error.expected, shown(error.received)) from None
+        raise Invalid(f"factors.{error.factor}", error.expected, shown(error.received)) from None
 
 
 def _edit(
     model: str, calibration: Calibration, layout: LatentLayout, factors: Mapping[str, FactorValue], outputs: Outputs
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Encoder outputs -> (B, d) edited latents, and the answer so far: what was read, the latents."""
-    probabilities = outputs[2] if layout.classes else np.zeros((len(outputs[0]), 0), np.float32)  # (B, k)
-    bases = base_latents(layout, outputs[0], probabilities)  # (B, d)
+    probabilities = outputs[2] if layout.classes else None  # (B, k)
+    bases = layout.reconstruction(outputs[0], probabilities)  # (B, d)
     read = [factors_of(calibration, z) for z in bases]
     latents = np.stack([edited(calibration, z, factors, r) for z, r in zip(bases, read, strict=True)])
     payload: dict[str, Any] = {
@@ -63,7 +63,7 @@ def _edit(
         "base": bases.tolist(),
         "latents": latents.tolist(),
     }
-    if layout.classes:
+    if probabilities is not None:
         slices = layout.probability_slices().items()
         payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
     return latents, payload
@@ -79,7 +79,7 @@ async def edit_call(call: Call, registry: Registry, settings: Settings) -> Reply
     calibration = model.manifest.calibration
     if calibration is None:
         calibrated = [m.name for m in registry.models.values() if m.manifest.calibration is not None]
-        raise Rejected(422, "model", f"a model with a factor calibration, one of {calibrated}", repr(model.name))
+        raise Invalid("model", f"a model with a factor calibration, one of {calibrated}", repr(model.name))
     _check_factors(calibration, options.factors)
     # The edits run with the encoder's batch (in the inference thread when it has company), not on the loop.
     edit = partial(_edit, model.name, calibration, model.manifest.layout, options.factors)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from contract.manifest import LatentLayout
 from service import arraytext
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import INFERENCE_ERRORS, Rejected, error_responses, invalid
+from service.errors import INFERENCE_ERRORS, Invalid, error_responses, invalid
 from service.forms import parse_form
 from service.imaging import ImageReader
 from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes, validated
@@ -114,7 +114,7 @@ def _read(
     call.state["model"] = chosen.name
     check_count(len(raw), "images", settings)
     if not raw:
-        raise Rejected(422, "images", "at least one image", "none")
+        raise Invalid("images", "at least one image", "none")
     shape, side = chosen.manifest.image_shape, settings.max_image_side
     reader = ImageReader(shape, side, options.resize, settings.max_request_pixels)
     return options, chosen, reader.read_all(raw, "images")
@@ -135,6 +135,7 @@ def _encoded(layout: LatentLayout, model: str, sample: bool, seed: int | None, o
     if layout.classes:
         slices = layout.probability_slices().items()
         payload["probabilities"] = {name: probabilities[:, where].tolist() for name, where in slices}
+    payload["latent"] = layout.reconstruction(mu, probabilities).tolist()
     z = None
     if sample:
         rng = np.random.default_rng(seed)

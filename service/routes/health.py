@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.dependencies import RegistryDep
-from service.errors import Rejected, error_responses
+from service.errors import Unavailable, error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -26,7 +26,7 @@ async def readyz(registry: RegistryDep) -> dict[str, object]:
     registry.check_files()
     problem = registry.problem
     if problem is not None:
-        raise Rejected(503, None, "at least one loaded model, the default among them", problem)
+        raise Unavailable(None, "at least one loaded model, the default among them", problem)
     return {"status": "ready", "models": list(registry.models), "default": registry.default}
 
 

@@ -7,7 +7,7 @@ import { Latest, request, setApiKey } from "./api.js";
 import { renderBroken, renderCard } from "./card.js";
 import { ClassPickers } from "./classes.js";
 import { FactorControls } from "./factors.js";
-import { LatentLayout, mostProbable, oneHot } from "./latent.js";
+import { LatentLayout, oneHot } from "./latent.js";
 import { DrawingPad } from "./pad.js";
 import { continuousRows, formatValue, noiseRows, Sliders } from "./sliders.js";
 
@@ -272,11 +272,10 @@ function encode(file) {
     if (ui.uploaded.src) URL.revokeObjectURL(ui.uploaded.src);
     ui.uploaded.src = URL.createObjectURL(file);
     ui.uploadedFigure.hidden = false;
-    // A part takes its most probable class; the probabilities stay on show beside the classes.
+    // The latent the service reconstructs from: mu, each part's most probable class (its probabilities stay on
+    // show beside the classes) and, since no encoder reads a GAN's noise back, the noise's mean.
     const shown = new Map(Object.entries(body.probabilities ?? {}).map(([name, rows]) => [name, rows[0]]));
-    const parts = new Map([...shown].map(([name, p]) => [name, oneHot(p.length, mostProbable(p))]));
-    // No encoder reads a GAN's noise back: it goes to its prior's mean.
-    showLatent(layout.join({ continuous: body.mu[0], parts, noise: new Array(layout.noise).fill(0) }), shown);
+    showLatent(body.latent[0], shown);
     const classes = layout.hasParts ? " and the pickers its most probable classes" : "";
     say(`Encoded ${file.name}: the sliders show its latent mean${classes}.`);
     clearError("encode");
@@ -288,13 +287,16 @@ function standardNormal() {
   return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
 }
 
-// A draw from the prior the model generates from: a VAE's N(0, 1), an InfoGAN's codes U(-1, 1) and noise
-// N(0, 1), a uniform class per categorical part. A plain autoencoder has none, so its codes' spread stands in.
+// A draw from the prior the model generates from, as its manifest's layout.prior says: N(0, 1) or U(low, high)
+// for the continuous codes (a model without a prior: its codes' spread over the data stands in), N(0, 1) for
+// a GAN's noise, a uniform class per categorical part.
 function sample() {
+  const prior = model.layout.prior;
   const draw = {
-    ae: (s) => s.mean + s.std * standardNormal(),
-    infogan: () => 2 * Math.random() - 1,
-  }[model.objective] ?? standardNormal;
+    normal: standardNormal,
+    uniform: () => prior.low + (prior.high - prior.low) * Math.random(),
+    none: (s) => s.mean + s.std * standardNormal(),
+  }[prior.kind];
   const parts = new Map(layout.parts.map((p) => [p.name, oneHot(p.classes, Math.floor(Math.random() * p.classes))]));
   const noiseValues = Array.from({ length: layout.noise }, standardNormal);
   return layout.join({ continuous: model.latent_stats.map(draw), parts, noise: noiseValues });

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from contract.editing import base_latents
 from contract.manifest import Manifest, read_manifest
 
 
@@ -55,7 +54,7 @@ class OnnxModel:
         """(B, C, H, W) -> (B, d): what a reconstruction decodes: mu, and the one-hot of each part's most
         probable class (as the decoder saw near one-hot samples in training)."""
         mu, _, probabilities = self.encode_all(images)
-        return base_latents(self.manifest.layout, mu, probabilities)
+        return self.manifest.layout.reconstruction(mu, probabilities)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """(B, d) -> (B, C, H, W) in [0, 1]."""
