@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.errors import Busy
 from service.metrics import Metrics
 
-GATED_PATHS = frozenset({"/encode", "/decode", "/traverse", "/synthesize"})
+GATED_PATHS = frozenset({"/encode", "/decode", "/traverse", "/synthesize", "/edit"})
 
 
 class Admission:

@@ -25,7 +25,7 @@ from service.fastpath import FastRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
-from service.routes import admin, decode, docs, encode, health, models, synthesize, traverse
+from service.routes import admin, decode, docs, edit, encode, health, models, synthesize, traverse
 from service.security import TrustedHosts
 from service.settings import Settings
 
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order, so the busiest go first.
     # Every route may answer 400 (an untrusted Host) and 500; guarded ones 401.
     common = error_responses(400, 500, *([401] if guarded else []))
-    for resource in (decode, encode, traverse, synthesize, models, admin):
+    for resource in (decode, encode, traverse, synthesize, edit, models, admin):
         app.include_router(resource.router, dependencies=guarded, responses=common)
     app.include_router(health.router, responses=error_responses(400, 500))
     app.include_router(docs.router)

@@ -9,17 +9,20 @@ thousands of floats, pydantic's serialisation would cost more than the inference
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from contract.bounds import LatentBounds
 from contract.manifest import Calibration, DatasetInfo, FactorCalibration, LatentLayout, LatentStat, Manifest
 from contract.ranges import default_ranges
 
 ModelName = str | None
+FORM: dict[str, bool] = {"form": True}  # the validation context of multipart form fields
 MODEL_FIELD = Field(default=None, description="a loaded model's name; the default model when left out")
 
 
@@ -27,11 +30,22 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
 
 
-class EncodeOptions(_Request):
+class ImageOptions(_Request):
+    """What every request that sends images says besides them."""
+
     model: ModelName = MODEL_FIELD
     resize: bool = Field(
         default=False, description="centre-crop and resize images to the model's resolution instead of a 422"
     )
+
+    @classmethod
+    def from_form(cls, fields: dict[str, Any]) -> Self:
+        """The options of a multipart upload: form fields are text ("true", "3"), so here, and only here, they
+        are converted."""
+        return cls.model_validate(fields, strict=False, context=FORM)
+
+
+class EncodeOptions(ImageOptions):
     sample: bool = Field(
         default=False,
         description="also return z ~ q(z|x): N(mu, exp(logvar)), and for each categorical part the one-hot of a "
@@ -116,6 +130,49 @@ class SynthesizeResponse(BaseModel):
     model: str
     latent: list[float]
     image: str = Field(description="base64 PNG")
+
+
+class EditOptions(ImageOptions):
+    """/edit's fields besides its images; in a multipart upload ``factors`` is a form field holding JSON."""
+
+    factors: dict[str, StrictFloat | StrictStr] = Field(
+        default_factory=dict,
+        description="named factor values to draw the images with, e.g. {'digit': 3, 'scale': 0.7}; the factors "
+        "left out keep each image's own values, as the model reads them",
+    )
+
+    @field_validator("factors", mode="before")
+    @classmethod
+    def _json_in_forms(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.context is FORM and isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                expected = 'Input should be a JSON object of factor values, e.g. {"digit": 3}'
+                raise PydanticCustomError("json_object", expected) from None
+        return value
+
+
+class EditRequest(EditOptions):
+    images: list[str | list[Any]] = Field(
+        min_length=1,
+        description="the base images: base64 PNG/JPEG strings (data: URLs too) or nested float arrays (C, H, W) "
+        "in [0, 1]",
+    )
+
+
+class EditResponse(BaseModel):
+    model: str
+    read: list[dict[str, float | str]] = Field(
+        description="per base image, every factor the model carries as it reads the image's latent (within the "
+        "calibrated range)"
+    )
+    probabilities: dict[str, list[list[float]]] | None = Field(
+        default=None, description="per categorical part, each base image's class probabilities (as /encode's)"
+    )
+    base: list[list[float]] = Field(description="per image, its latent: mu and each part's most probable class")
+    latents: list[list[float]] = Field(description="per image, the edited latent that was decoded")
+    images: list[str] = Field(description="per image, the edit as a base64 PNG")
 
 
 class CalibrationInfo(BaseModel):

@@ -88,6 +88,7 @@ def test_the_openapi_documents_every_error_status_in_the_error_shape(url: str) -
         ("post", "/encode"): inference,
         ("post", "/traverse"): inference,
         ("post", "/synthesize"): inference,
+        ("post", "/edit"): inference,
         ("get", "/models"): {"400", "401", "500"},
         ("get", "/models/{name}"): {"400", "401", "404", "422", "500"},
         ("get", "/models/{name}/card/{file}"): {"400", "401", "404", "422", "500"},

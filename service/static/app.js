@@ -1,12 +1,14 @@
 // The latent explorer: pick a model, move through its latent space (sliders for continuous codes and noise,
-// a picker per categorical part), encode an image, traverse one dimension, and synthesise from named
-// factors; every picture comes from the service's JSON endpoints.
+// a picker per categorical part), encode an image, draw one and redraw it with named factors changed,
+// traverse one dimension, and synthesise from named factors; every picture comes from the service's JSON
+// endpoints.
 
 import { Latest, request, setApiKey } from "./api.js";
 import { renderBroken, renderCard } from "./card.js";
 import { ClassPickers } from "./classes.js";
 import { FactorControls } from "./factors.js";
 import { LatentLayout, oneHot } from "./latent.js";
+import { DrawingPad } from "./pad.js";
 import { continuousRows, formatValue, noiseRows, Sliders } from "./sliders.js";
 
 // The key lives for this tab only: a reload keeps it, closing the tab forgets it.
@@ -16,6 +18,8 @@ const SLIDER_DELAY_MS = 40;
 // A traversal decodes a whole row, so it waits for the user to stop.
 const TRAVERSE_DELAY_MS = 250;
 const TRAVERSE_STEPS = 9;
+// The pad is read while the pen moves: often enough to follow the drawing, not once per pointer event.
+const PAD_DELAY_MS = 150;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -41,6 +45,7 @@ const ui = {
   useSynthesized: $("use-synthesized"),
   card: $("card"),
   broken: $("broken"),
+  padPanel: $("pad-panel"),
 };
 
 // One error is shown at a time; a later success of the same kind of request takes it away, a success of
@@ -79,6 +84,7 @@ const channels = {
   synthesize: new Latest(SLIDER_DELAY_MS, (error) => showError("synthesize", error)),
   // The class thumbnails decode a row per part, like a traversal, so they too wait for the user to stop.
   thumbnails: new Latest(TRAVERSE_DELAY_MS, (error) => showError("thumbnails", error)),
+  edit: new Latest(PAD_DELAY_MS, (error) => showError("edit", error)),
 };
 
 let model = null; // the selected model's /models/{name} answer
@@ -113,6 +119,25 @@ const pickers = new ClassPickers($("classes"), () => {
 const factorControls = new FactorControls($("factors"), () => {
   ui.useSynthesized.disabled = true;
   channels.synthesize.schedule(synthesize);
+});
+
+const pad = new DrawingPad({
+  canvas: $("pad"),
+  clear: $("pad-clear"),
+  redrawn: $("pad-redrawn"),
+  reading: $("pad-reading"),
+  knobs: new FactorControls($("pad-knobs"), () => pad.knobsChanged(), { keep: true, prefix: "knob" }),
+  use: $("pad-use"),
+  channel: channels.edit,
+  send: async (form, signal) => {
+    const body = await request("edit", { form, signal });
+    if (!signal.aborted) clearError("edit");
+    return body;
+  },
+  onLatent: (latent) => {
+    showLatent(latent);
+    say("The sliders show the redrawn drawing's latent.");
+  },
 });
 
 function pngSource(base64) {
@@ -303,7 +328,14 @@ function fillTraverseDims() {
 async function selectModel(name, signal) {
   const info = await request(`models/${encodeURIComponent(name)}`, { signal });
   if (signal.aborted) return;
-  const working = [channels.decode, channels.encode, channels.traverse, channels.synthesize, channels.thumbnails];
+  const working = [
+    channels.decode,
+    channels.encode,
+    channels.traverse,
+    channels.synthesize,
+    channels.thumbnails,
+    channels.edit,
+  ];
   for (const channel of working) channel.cancel();
   model = info;
   layout = new LatentLayout(model.layout);
@@ -323,9 +355,11 @@ async function selectModel(name, signal) {
   synthesizedLatent = null;
   ui.useSynthesized.disabled = true;
   ui.synthesized.removeAttribute("src");
+  ui.padPanel.hidden = model.calibration === null; // reading and redrawing a drawing need the calibration
   if (model.calibration !== null) {
     factorControls.build(model.calibration);
     channels.synthesize.now(synthesize);
+    pad.show(model);
   }
   ui.main.hidden = false;
   channels.decode.now(decode);

@@ -55,7 +55,7 @@ class OnnxModel:
         """(B, C, H, W) -> (B, d): what a reconstruction decodes: mu, and the one-hot of each part's most
         probable class (as the decoder saw near one-hot samples in training)."""
         mu, _, probabilities = self.encode_all(images)
-        return self.manifest.layout.reconstruction(mu, probabilities if self.manifest.layout.classes else None)
+        return self.manifest.layout.reconstruction(mu, probabilities)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """(B, d) -> (B, C, H, W) in [0, 1]."""
