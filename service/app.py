@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from service.admission import Admission
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
+from service.disconnects import install_disconnect_handler
 from service.errors import error_responses, install_error_handlers
 from service.fastpath import FastRoutes
 from service.metrics import Metrics
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.upload_slots = asyncio.Semaphore(settings.upload_slots)
     app.state.reload_lock = asyncio.Lock()
     install_error_handlers(app)
+    install_disconnect_handler(app)
 
     # Without a key the check is left out entirely rather than run as a no-op on every request.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []

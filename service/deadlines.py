@@ -22,7 +22,6 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -103,8 +102,7 @@ def deadline_protocol(header_timeout_s: float, body_timeout_s: float) -> type[Ht
 
 class BodyDeadline:
     """Each read of a request body must bring something within ``timeout_s``; else a 408 and the connection
-    closes (the rest of the body would otherwise be read as the next request). A client that disconnects
-    in the middle of its body ends its request quietly, not as a server error."""
+    closes (the rest of the body would otherwise be read as the next request)."""
 
     def __init__(self, app: ASGIApp, timeout_s: float) -> None:
         self.app = app
@@ -145,10 +143,7 @@ class BodyDeadline:
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        try:
-            await self.app(scope, receive_in_time, send)
-        except ClientDisconnect:  # the client left in the middle of its body: nobody is there to answer
-            pass
+        await self.app(scope, receive_in_time, send)
 
     def _late(self) -> Rejected:
         expected = f"the next part of the body within {self.timeout_s:g} s"

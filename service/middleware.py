@@ -11,8 +11,10 @@ import random
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.disconnects import CLIENT_CLOSED
 from service.errors import Rejected, internal_error_body, send_error
 from service.logs import AccessEntry, log_access, request_id
 from service.metrics import Metrics
@@ -72,6 +74,8 @@ class RequestContext:
                 await self._reject_early(declared, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
+        except ClientDisconnect:  # raised outside the app's handlers (e.g. while waiting for admission)
+            status = CLIENT_CLOSED
         except Exception:
             # A bug of ours: the traceback goes to the log under the request id, the caller gets the id only.
             errors.exception("unhandled error in %s %s", scope["method"], scope["path"])
@@ -113,6 +117,8 @@ class RequestContext:
             children = self._children[key] = (requests, self.metrics.latency.labels(endpoint, model))
         children[0].inc()
         children[1].observe(seconds)
+        if status == CLIENT_CLOSED:
+            self.metrics.disconnects.labels(endpoint).inc()
         if self.access_log:
             log_access(AccessEntry(time.time(), rid, scope["method"], scope["path"], status, endpoint, model, seconds))
 
