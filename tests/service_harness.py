@@ -139,13 +139,31 @@ def add_calibration(manifest: dict[str, Any]) -> None:
     manifest["calibration"] = {"base": base, "factors": factors}
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (labels matched as given, in any order)."""
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of one metric in Prometheus text format, as (labels, value). Label values may hold any
+    character, braces included (an endpoint label is a route template such as "/models/{name}")."""
+    found = []
     for line in text.splitlines():
         match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
         if match is None or match.group(1) != name:
             continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        found.append((labels, float(match.group(3))))
+    return found
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (labels matched as given, in any order)."""
+    for found, value in samples(text, name):
         if all(found.get(k) == v for k, v in labels.items()):
-            return float(match.group(3))
+            return value
     raise KeyError(f"{name}{labels} not in metrics")
+
+
+def answers_by_endpoint(text: str) -> dict[str, dict[str, float]]:
+    """The server's own count of its answers: {endpoint (route template or "unmatched"): {status: count}}."""
+    counts: dict[str, dict[str, float]] = {}
+    for labels, value in samples(text, "disentangle_requests_total"):
+        by_status = counts.setdefault(labels["endpoint"], {})
+        by_status[labels["status"]] = by_status.get(labels["status"], 0.0) + value
+    return counts
