@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for resource in (decode, encode, traverse, synthesize, models, admin):
         app.include_router(resource.router, dependencies=guarded, responses=common)
     app.include_router(health.router, responses=error_responses(400, 500))
+    app.include_router(health.guarded_router, dependencies=guarded, responses=common)
     app.include_router(docs.router)
     app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS), name="docs-assets")
 
