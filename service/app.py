@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.admission import Admission
+from service.cors import ShapedCORS
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
 from service.disconnects import install_disconnect_handler
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(FastRoutes, owner=app, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ShapedCORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Shape", "X-Request-ID"],

@@ -19,20 +19,19 @@ never counts against the client.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.errors import Rejected
+from service.refusals import raw_refusal
 
 
 def _late_headers(timeout_s: float) -> bytes:
-    error = Rejected(408, "headers", f"complete request headers within {timeout_s:g} s", "an incomplete request")
-    body = json.dumps(error.body()).encode()
-    head = f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-    return head.encode() + b"connection: close\r\n\r\n" + body
+    return raw_refusal(
+        Rejected(408, "headers", f"complete request headers within {timeout_s:g} s", "an incomplete request")
+    )
 
 
 def deadline_protocol(header_timeout_s: float, body_timeout_s: float) -> type[HttpToolsProtocol]:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(default=1, ge=0)
     providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [CPU_PROVIDER])
 
+    max_headers: int = Field(default=100, ge=16, description="header lines in one request; more get a 431")
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=4096, description="request line and headers together, in bytes; more get a 431"
+    )
     header_timeout_s: float = Field(
         default=5.0, gt=0, description="a connection's request headers must be complete this long after it starts"
     )
