@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.admission import Admission
+from service.budgets import body_budgets
 from service.cors import ShapedCORS
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
@@ -109,6 +110,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         hosts=hosts,
         access_log=settings.access_log,
+        budgets=body_budgets(settings),
     )
-    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
+    app.add_middleware(
+        BodyDeadline,
+        timeout_s=settings.body_timeout_s,
+        min_rate=settings.body_min_rate,
+        grace_s=settings.body_grace_s,
+        total_s=settings.body_total_s,
+    )
     return app

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     )
 
     max_body_bytes: int = Field(default=16 * MIB, ge=1024, description="larger request bodies get a 413")
+    max_latent_body_bytes: int = Field(
+        default=2 * MIB,
+        ge=1024,
+        description="bodies of /decode, /traverse and /synthesize (latents and options, a base image); 413 above",
+    )
     max_items: int = Field(default=256, ge=1, description="images or latents in one request")
     max_image_side: int = Field(default=1024, ge=8, description="pixels; larger uploads get a 413")
     max_request_pixels: int = Field(
@@ -88,6 +93,11 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         default=5.0, gt=0, description="longest silence inside a request body before a 408 and a closed connection"
     )
+    body_min_rate: float = Field(
+        default=1024.0, ge=0, description="bytes/s a request body must average once body_grace_s has passed; 408"
+    )
+    body_grace_s: float = Field(default=5.0, ge=0, description="how long a body may start slowly")
+    body_total_s: float = Field(default=120.0, gt=0, description="a request body must be complete within this; 408")
     shutdown_timeout_s: float = Field(
         default=5.0, ge=0, description="on SIGTERM, how long requests in flight may still run before they are cut"
     )
