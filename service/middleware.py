@@ -15,6 +15,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.admission import GATED_PATHS
 from service.disconnects import CLIENT_CLOSED
 from service.errors import Rejected, internal_error_body, send_error
 from service.logs import AccessEntry, log_access, request_id
@@ -132,7 +133,9 @@ class RequestContext:
 
     def _record(self, scope: Scope, rid: str, status: int, seconds: float) -> None:
         route = scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
+        # A request refused at the admission gate (its body read there) has no route yet; its path is one.
+        path: str = scope["path"]
+        endpoint: str = getattr(route, "path", path if path in GATED_PATHS else "unmatched")
         model = scope.get("state", {}).get("model", "")
         key = (endpoint, model, status)
         children = self._children.get(key)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_harness import copy_artifact, serve
+from service_harness import REPO, copy_artifact, serve
 
 LATENT_BUDGET = 64 << 10  # the reduced body budget of /decode, /traverse and /synthesize here
 GRACE_S = 1.0
@@ -190,3 +192,20 @@ def test_healthz_answers_while_large_bodies_are_parsed(url: str) -> None:
         for worker in workers:
             worker.join()
     assert set(statuses) == {200}, statuses
+
+
+def test_the_abuse_benchmark_runs_every_probe_and_finds_no_5xx(smoke_artifact: Path, tmp_path: Path) -> None:
+    """A short pass of bench/abuse.py (sizes at 0.2% of the issue's); only what it answered is checked."""
+    root = tmp_path / "models"
+    for name in ("smoke", "smoke-b"):
+        copy_artifact(smoke_artifact, root, name)
+    command = [sys.executable, "bench/abuse.py", "--model-dir", str(root), "--models", "smoke,smoke-b"]
+    command += ["--scale", "0.002", "--tricklers", "10", "--sigterm-runs", "1"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 15, done.stdout  # the header and 14 probes
+    for probe, answered, fives, *_ in rows[1:]:
+        assert fives.strip() == "0" and "no error shape" not in answered, (probe, answered)
+    assert "tricklers closed: 10 of 10" in done.stdout and "(deleted)" in done.stdout, done.stdout
+    assert "SIGTERM run 1: exit 0" in done.stdout and "the long request got 503" in done.stdout, done.stdout
