@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -31,6 +32,8 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import httpx
@@ -86,38 +89,48 @@ def start(code_root: Path, model_dir: Path, default: str) -> Server:
         time.sleep(0.1)
 
 
+def _watch(url: str, worst: Synchronized[float], failed: Synchronized[int], first: EventType, stop: EventType) -> None:
+    with httpx.Client(timeout=30) as http:
+        while not stop.is_set():
+            began = time.perf_counter()
+            try:
+                ok = http.get(url + "/healthz").status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            worst.value = max(worst.value, time.perf_counter() - began)
+            failed.value += not ok
+            first.set()
+            time.sleep(0.02)
+
+
 class HealthWatch:
-    """/healthz every 20 ms on a connection of its own while a probe runs; the worst latency seen."""
+    """/healthz every 20 ms on a connection of its own while a probe runs; the worst latency seen. It runs in
+    a process of its own, so the probe's clients never hold it up (they would, sharing its GIL)."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.worst = 0.0
-        self.failed = 0
-        self._stop = threading.Event()
-        self._first = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._worst = multiprocessing.Value("d", 0.0)
+        self._failed = multiprocessing.Value("i", 0)
+        self._first = multiprocessing.Event()
+        self._stop = multiprocessing.Event()
+        args = (url, self._worst, self._failed, self._first, self._stop)
+        self._process = multiprocessing.Process(target=_watch, args=args, daemon=True)
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=30) as http:
-            while not self._stop.is_set():
-                began = time.perf_counter()
-                try:
-                    ok = http.get(self.url + "/healthz").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.worst = max(self.worst, time.perf_counter() - began)
-                self.failed += not ok
-                self._first.set()
-                time.sleep(0.02)
+    @property
+    def worst(self) -> float:
+        return float(self._worst.value)
+
+    @property
+    def failed(self) -> int:
+        return int(self._failed.value)
 
     def __enter__(self) -> HealthWatch:
-        self._thread.start()
+        self._process.start()
         self._first.wait(30)  # the probe starts once the watch has its connection
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        self._process.join()
 
 
 @dataclass
