@@ -49,6 +49,7 @@ ORIGIN = "http://page.test"
 class Server:
     process: subprocess.Popen[bytes]
     port: int
+    health_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -68,20 +69,27 @@ class Server:
         Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
 
 
-def start(code_root: Path, model_dir: Path, default: str) -> Server:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
-        port = int(s.getsockname()[1])
+        return int(s.getsockname()[1])
+
+
+def start(code_root: Path, model_dir: Path, default: str, liveness: bool = False) -> Server:
+    port = free_port()
+    health_port = free_port() if liveness else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISENTANGLE_")}
     env |= {"DISENTANGLE_LOG_LEVEL": "error", "PYTHONPATH": str(code_root), "DISENTANGLE_CORS_ORIGINS": ORIGIN}
     env |= {"DISENTANGLE_DEFAULT_MODEL": default}
+    if health_port is not None:  # a setting older versions do not know, so only when asked for
+        env["DISENTANGLE_HEALTH_PORT"] = str(health_port)
     command = [sys.executable, "-m", "service.cli", "--model-dir", str(model_dir), "--host", HOST, "--port", str(port)]
     process = subprocess.Popen(command, cwd=code_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
         try:
             if httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).status_code == 200:
-                return Server(process, port)
+                return Server(process, port, health_port)
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
@@ -271,6 +279,8 @@ def probes(args: argparse.Namespace, server: Server, model_dir: Path) -> list[Ro
         rows.append(measure(server, f"{n(2000)} clients hanging up mid-body", lambda: hang_ups(server, n(2000))))
     if want("trickle"):
         rows.append(trickle(server, args.tricklers))
+    if want("crowd"):
+        rows.append(crowd(server, args.crowd))
     if want("folder"):
         other = model_dir / args.models.split(",")[1]
         rows.append(measure(server, "a model folder corrupted, then deleted", lambda: bad_folder(server, other)))
@@ -388,6 +398,52 @@ def trickle(server: Server, count: int) -> Row:
     return Row(f"{count} clients trickling 1 byte/s", served, watch.worst * 1000, peak, server.cpu_s() - cpu, note)
 
 
+CROWD_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{"latents": [[0,0,0,0,0,0,0,0,0,0]]}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+CROWD_PROBES = 15
+
+
+def crowd(server: Server, connections: int) -> Row:
+    """wrk keeps ``connections`` connections busy with /decode; once a second a new connection asks /healthz on
+    the service's port (and on the liveness port, when there is one). The latencies of those new connections."""
+    seconds = CROWD_PROBES + 5
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(CROWD_SCRIPT)
+        script.flush()
+        command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", script.name]
+        command += ["--timeout", "30s", f"{server.url}/decode"]
+        wrk = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(3)  # the connections open and the queue fills
+        main: list[float] = []
+        side: list[float] = []
+        for _ in range(CROWD_PROBES):
+            main.append(_new_connection_healthz(server.port))
+            if server.health_port is not None:
+                side.append(_new_connection_healthz(server.health_port))
+            time.sleep(1)
+        out, _ = wrk.communicate(timeout=seconds + 60)
+    requests = next((line.split()[0] for line in out.splitlines() if "requests in" in line), "?")
+    under = sum(t < 1.0 for t in main)
+    note = f"new connection's /healthz: under 1 s in {under} of {len(main)}, worst {max(main):.1f} s"
+    if side:
+        note += f"; on the liveness port: under 1 s in {sum(t < 1.0 for t in side)} of {len(side)}, worst "
+        note += f"{max(side):.2f} s"
+    statuses = Counter({"wrk requests": int(requests) if requests.isdigit() else 0})
+    return Row(f"{connections} connections (wrk) on /decode", statuses, max(main) * 1000, 0.0, 0.0, note)
+
+
+def _new_connection_healthz(port: int) -> float:
+    began = time.perf_counter()
+    try:
+        httpx.get(f"http://{HOST}:{port}/healthz", timeout=60)
+    except httpx.HTTPError:
+        return float("inf")
+    return time.perf_counter() - began
+
+
 def bad_folder(server: Server, folder: Path) -> Counter[str]:
     """One model's files truncated, then its folder deleted, while a client decodes with the default model."""
     statuses: Counter[str] = Counter()
@@ -470,15 +526,17 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="sizes relative to the issue's probes")
     parser.add_argument("--tricklers", type=int, default=1300)
     parser.add_argument("--sigterm-runs", type=int, default=10)
+    parser.add_argument("--crowd", type=int, default=2048, help="connections wrk keeps busy in the crowd probe")
+    parser.add_argument("--liveness", action="store_true", help="serve liveness on a port of its own (HEALTH_PORT)")
     parser.add_argument("--only", default="", help="comma-separated probes: nested,traverse,decode,encode,"
-                        "headers,refusals,disconnects,trickle,folder,sigterm")  # fmt: skip
+                        "headers,refusals,disconnects,trickle,crowd,folder,sigterm")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="abuse-") as scratch:
         model_dir = Path(scratch) / "models"
         names = args.models.split(",")
         for name in names:
             shutil.copytree(args.model_dir / name, model_dir / name)
-        server = start(args.code_root, model_dir, names[0])
+        server = start(args.code_root, model_dir, names[0], args.liveness)
         try:
             rows = probes(args, server, model_dir)
         finally:

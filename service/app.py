@@ -24,6 +24,7 @@ from service.dependencies import require_api_key
 from service.disconnects import install_disconnect_handler
 from service.errors import error_responses, install_error_handlers
 from service.fastpath import FastRoutes
+from service.liveness import Liveness
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
@@ -47,9 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         app.state.pool = pool
         app.state.registry = load_registry(settings, pool, metrics)
+        liveness = None
+        if settings.health_port is not None:
+            liveness = Liveness(settings.host, settings.health_port, settings.health_stale_s)
+            liveness.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if liveness is not None:
+                liveness.stop()
             await app.state.registry.close()
             pool.shutdown(wait=True, cancel_futures=True)
 

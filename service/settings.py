@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(default=1, ge=0)
     providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [CPU_PROVIDER])
 
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="also answer GET /healthz on this port, from a thread that no request backlog can hold up "
+        "(service/liveness.py): point liveness probes here",
+    )
+    health_stale_s: float = Field(
+        default=10.0, gt=0, description="the liveness port answers 503 once the event loop has not turned this long"
+    )
     max_headers: int = Field(default=100, ge=16, description="header lines in one request; more get a 431")
     max_header_bytes: int = Field(
         default=32 * 1024, ge=4096, description="request line and headers together, in bytes; more get a 431"
