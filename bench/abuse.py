@@ -226,41 +226,23 @@ def probes(args: argparse.Namespace, server: Server, model_dir: Path) -> list[Ro
     def want(name: str) -> bool:
         return wanted is None or name in wanted
 
+    def one(path: str, body: bytes, label: str) -> None:
+        """One request with ``body``, alone."""
+        size = f"{len(body) / 1e6:.1f} MB" if len(body) >= 1e6 else f"{len(body) / 1e3:.0f} KB"
+        rows.append(measure(server, f"{label}, {size}", lambda: Counter([raw(port, post(path, body))])))
+
     if want("nested"):
         for size in (20_000, 60_000, 200_000):
-            body = nested(n(size) // 2)
-            rows.append(
-                measure(
-                    server,
-                    f"/encode nested arrays, {len(body) / 1e3:.0f} KB",
-                    lambda b=body: Counter([raw(port, post("/encode", b))]),
-                )
-            )
+            one("/encode", nested(n(size) // 2), "/encode nested arrays")
     if want("traverse"):
-        body = json.dumps({"latent": [0.0] * n(300_000)}).encode()
-        rows.append(
-            measure(
-                server,
-                f"/traverse {n(300_000)} values, {len(body) / 1e6:.1f} MB",
-                lambda: Counter([raw(port, post("/traverse", body))]),
-            )
-        )
+        one("/traverse", json.dumps({"latent": [0.0] * n(300_000)}).encode(), f"/traverse {n(300_000)} values")
     if want("decode"):
-        body = b'{"latents": [' + b",".join([b"[0]"] * n(4_000_000)) + b"]}"
-        rows.append(
-            measure(
-                server,
-                f"/decode {n(4_000_000)} latents, {len(body) / 1e6:.1f} MB",
-                lambda: Counter([raw(port, post("/decode", body))]),
-            )
-        )
+        one("/decode", b'{"latents": [' + b",".join([b"[0]"] * n(4_000_000)) + b"]}", f"/decode {n(4_000_000)} latents")
     if want("encode"):
         body = b'{"images": [' + b",".join([b"[[0]]"] * n(2_000_000)) + b"]}"
-        label = f"/encode {n(2_000_000)} tiny images, {len(body) / 1e6:.1f} MB"
-        rows.append(measure(server, label, lambda: Counter([raw(port, post("/encode", body))])))
+        one("/encode", body, f"/encode {n(2_000_000)} tiny images")
         values = b"[" + b",".join([b"[0]"] * n(3_000_000)) + b"]"  # within /encode's budget, not an object
-        label = f"/encode a list of {n(3_000_000)} lists, {len(values) / 1e6:.1f} MB"
-        rows.append(measure(server, label, lambda: Counter([raw(port, post("/encode", values))])))
+        one("/encode", values, f"/encode a list of {n(3_000_000)} lists")
 
         def twelve() -> Counter[str]:
             with ThreadPoolExecutor(12) as pool:

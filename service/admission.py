@@ -22,34 +22,29 @@ from __future__ import annotations
 import asyncio
 import json
 
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import Rejected
 from service.metrics import Metrics
+from service.payloads import read_body
 
 GATED_PATHS = frozenset({"/encode", "/decode", "/traverse", "/synthesize"})
 PREREAD_BYTES = 64 << 10  # uvicorn's HIGH_WATER_LIMIT: what it buffers of a body before it pauses reading
 
 
-def _declared(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
     for key, value in scope["headers"]:
         if key == b"content-length":
-            return int(value) if value.isdigit() else None
+            try:
+                return int(value)
+            except ValueError:
+                return None
     return None
 
 
 async def _preread(receive: Receive) -> Receive:
     """Read the whole (small) body now; the receive returned hands it on as one message."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+    pending: list[Message] = [{"type": "http.request", "body": await read_body(receive), "more_body": False}]
 
     async def replay() -> Message:
         return pending.pop() if pending else await receive()
@@ -84,7 +79,7 @@ class Admission:
         if self._waiting >= self.backlog and self._places.locked():
             await self._refuse(send)
             return
-        declared = _declared(scope)
+        declared = content_length(scope)
         if declared is not None and declared <= PREREAD_BYTES:
             receive = await _preread(receive)
         self._waiting += 1

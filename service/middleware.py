@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.admission import GATED_PATHS
+from service.admission import GATED_PATHS, content_length
 from service.disconnects import CLIENT_CLOSED
 from service.errors import Rejected, internal_error_body, send_error
 from service.logs import AccessEntry, log_access, request_id
@@ -79,7 +79,7 @@ class RequestContext:
 
         try:
             host = _header(scope, b"host")
-            declared = _content_length(scope)
+            declared = content_length(scope)
             budget = self.budgets.get(scope["path"], self.max_body)
             if not self.hosts.allows(host):
                 error = self.hosts.rejection(host)
@@ -154,14 +154,4 @@ def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
-    return None
-
-
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
     return None

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from service.errors import Rejected, invalid
 
@@ -73,6 +75,18 @@ class Call:
 
     async def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
         return await validated_off_loop(schema, await self.json_body(also))
+
+
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body from its ASGI ``receive``; a client that hangs up raises ``ClientDisconnect``."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def content_type(request: Request) -> str:
