@@ -217,10 +217,13 @@ def nested(depth: int) -> bytes:
     return b'{"images": [' + b"[" * depth + b"0.5" + b"]" * depth + b"]}"
 
 
-def probes(args: argparse.Namespace, server: Server, model_dir: Path) -> list[Row]:
+def report(row: Row) -> None:
+    print(row.line(), flush=True)
+
+
+def probes(args: argparse.Namespace, server: Server, model_dir: Path) -> None:
     s, port = args.scale, server.port
     n = lambda full: max(1, int(full * s))  # noqa: E731
-    rows = []
     wanted = set(args.only.split(",")) if args.only else None
 
     def want(name: str) -> bool:
@@ -229,7 +232,7 @@ def probes(args: argparse.Namespace, server: Server, model_dir: Path) -> list[Ro
     def one(path: str, body: bytes, label: str) -> None:
         """One request with ``body``, alone."""
         size = f"{len(body) / 1e6:.1f} MB" if len(body) >= 1e6 else f"{len(body) / 1e3:.0f} KB"
-        rows.append(measure(server, f"{label}, {size}", lambda: Counter([raw(port, post(path, body))])))
+        report(measure(server, f"{label}, {size}", lambda: Counter([raw(port, post(path, body))])))
 
     if want("nested"):
         for size in (20_000, 60_000, 200_000):
@@ -248,25 +251,22 @@ def probes(args: argparse.Namespace, server: Server, model_dir: Path) -> list[Ro
             with ThreadPoolExecutor(12) as pool:
                 return Counter(pool.map(lambda _: raw(port, post("/encode", body)), range(12)))
 
-        rows.append(measure(server, f"12 x {n(2_000_000)} tiny images at once", twelve))
+        report(measure(server, f"12 x {n(2_000_000)} tiny images at once", twelve))
     if want("headers"):
         big = f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {'a' * (1 << 20)}\r\n\r\n".encode()
-        rows.append(measure(server, "1 MiB header", lambda: Counter([raw(port, big)])))
-        rows.append(
-            measure(server, f"{n(400)} slow connections with 1 MiB headers", lambda: slow_headers(port, n(400)))
-        )
+        report(measure(server, "1 MiB header", lambda: Counter([raw(port, big)])))
+        report(measure(server, f"{n(400)} slow connections with 1 MiB headers", lambda: slow_headers(port, n(400))))
     if want("refusals"):
-        rows.append(measure(server, "malformed requests, two Host headers, refused CORS", lambda: refusals(port)))
+        report(measure(server, "malformed requests, two Host headers, refused CORS", lambda: refusals(port)))
     if want("disconnects"):
-        rows.append(measure(server, f"{n(2000)} clients hanging up mid-body", lambda: hang_ups(server, n(2000))))
+        report(measure(server, f"{n(2000)} clients hanging up mid-body", lambda: hang_ups(server, n(2000))))
     if want("trickle"):
-        rows.append(trickle(server, args.tricklers))
+        report(trickle(server, args.tricklers))
     if want("crowd"):
-        rows.append(crowd(server, args.crowd))
+        report(crowd(server, args.crowd))
     if want("folder"):
         other = model_dir / args.models.split(",")[1]
-        rows.append(measure(server, "a model folder corrupted, then deleted", lambda: bad_folder(server, other)))
-    return rows
+        report(measure(server, "a model folder corrupted, then deleted", lambda: bad_folder(server, other)))
 
 
 def slow_headers(port: int, count: int) -> Counter[str]:
@@ -322,7 +322,7 @@ def hang_ups(server: Server, count: int) -> Counter[str]:
 
 def _answers(server: Server) -> Counter[str]:
     counts: Counter[str] = Counter()
-    for line in httpx.get(server.url + "/metrics").text.splitlines():
+    for line in httpx.get(server.url + "/metrics", timeout=120).text.splitlines():
         if line.startswith("disentangle_requests_total{") and 'endpoint="/decode"' in line:
             status = line.split('status="', 1)[1].split('"', 1)[0]
             counts[status] += int(float(line.rsplit(" ", 1)[1]))
@@ -519,15 +519,13 @@ def main() -> None:
         for name in names:
             shutil.copytree(args.model_dir / name, model_dir / name)
         server = start(args.code_root, model_dir, names[0], args.liveness)
+        print("| probe | answered | 5xx | /healthz worst, ms | peak RSS over idle, MB | server CPU, s | note |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | --- |", flush=True)
         try:
-            rows = probes(args, server, model_dir)
+            probes(args, server, model_dir)
         finally:
             server.process.terminate()
             server.process.wait(timeout=60)
-        print("| probe | answered | 5xx | /healthz worst, ms | peak RSS over idle, MB | server CPU, s | note |")
-        print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
-        for row in rows:
-            print(row.line())
         if not args.only or "sigterm" in args.only.split(","):
             for name in names:  # the folder probe deleted one
                 if not (model_dir / name).exists():
