@@ -207,7 +207,8 @@ def measure(server: Server, probe: str, run: Callable[[], Counter[str]], note: s
     cpu = server.cpu_s()
     with HealthWatch(server.url) as watch:
         statuses = run()
-    row = Row(probe, statuses, watch.worst * 1000, (server.status("VmHWM") - idle) / 1e6, server.cpu_s() - cpu, note)
+    peak = max(0, server.status("VmHWM") - idle) / 1e6
+    row = Row(probe, statuses, watch.worst * 1000, peak, server.cpu_s() - cpu, note)
     if watch.failed:
         row.note += f" /healthz failed {watch.failed}x"
     return row
