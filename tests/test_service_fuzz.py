@@ -98,9 +98,9 @@ def test_schemathesis_finds_no_5xx_and_no_undocumented_status(smoke_artifact: Pa
         for status, count in by_status.items():
             statuses[status] = statuses.get(status, 0.0) + count
     report = run.stdout[-6000:] + run.stderr[-2000:]
-    counted = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
-    assert counted is not None, report
-    generated, passed = int(counted.group(1)), int(counted.group(2))
+    cases = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
+    assert cases is not None, report
+    generated, passed = int(cases.group(1)), int(cases.group(2))
     print(f"schemathesis: {generated} cases, {passed} passed; server statuses {sorted(statuses.items())}")
     assert run.returncode == 0 and generated == passed, report
     assert generated >= MIN_CASES, report
