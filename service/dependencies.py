@@ -58,6 +58,14 @@ def check_api_key(settings: Settings, token: str | None) -> None:
         )
 
 
+def key_given(settings: Settings, authorization: str | None) -> bool:
+    """Whether a request may see what the key guards: no key is set, or its Authorization carries it."""
+    if settings.api_key is None:
+        return True
+    token = bearer_token(authorization)
+    return token is not None and hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode())
+
+
 async def require_api_key(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:

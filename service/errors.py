@@ -126,6 +126,10 @@ class TooLarge(Rejected):
     """Over a limit: body, item count, image side, pixel count."""
 
 
+class HeadersTooLarge(Rejected):
+    """More request header lines or bytes than allowed."""
+
+
 class UnsupportedType(Rejected):
     """A Content-Type the route does not read."""
 
@@ -170,6 +174,7 @@ STATUS: dict[type[Rejected], int] = {
     Conflict: 409,
     TooLarge: 413,
     UnsupportedType: 415,
+    HeadersTooLarge: 431,
     Invalid: 422,
     Busy: 429,
     Failed: 500,
@@ -308,6 +313,7 @@ ERROR_MEANINGS = {
     413: "body, item count, image side or pixel count over a limit",
     415: "a Content-Type this route does not read",
     422: "a value the route cannot use, naming the field, the expected and the received",
+    431: "more request header lines or header bytes than allowed",
     429: "the queue or the admission backlog is full; retry after Retry-After seconds",
     500: "a failure of the service itself: only the request id, under which its log has the details",
     503: "not ready: no model, a network that keeps failing, or shutting down",

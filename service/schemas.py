@@ -240,7 +240,21 @@ class BrokenInfo(BaseModel):
     error: str
 
 
+class ModelHealth(BaseModel):
+    status: Literal["ready", "degraded"] = Field(
+        description="degraded: a network keeps failing, or the files on disk went bad (it serves from memory)"
+    )
+    problem: str | None = Field(description="what is wrong, when degraded")
+
+    @classmethod
+    def of(cls, problem: str | None) -> ModelHealth:
+        return cls(status="ready" if problem is None else "degraded", problem=problem)
+
+
 class ModelList(BaseModel):
     default: str | None
     models: list[ModelInfo]
     broken: list[BrokenInfo] = Field(description="artifact folders skipped at start-up, with the reason")
+    health: dict[str, ModelHealth] = Field(
+        description="per loaded model; one degraded model never makes the service unready (/readyz)"
+    )

@@ -18,7 +18,7 @@ from service.dependencies import RegistryDep, SettingsDep
 from service.errors import INFERENCE_ERRORS, Invalid, error_responses, invalid
 from service.forms import parse_form
 from service.imaging import ImageReader
-from service.payloads import MULTIPART, Call, Reply, documented_body, json_bytes, validated
+from service.payloads import INLINE_BODY_BYTES, MULTIPART, Call, Reply, documented_body, json_bytes, validated
 from service.registry import Model, Registry
 from service.runtime import Outputs
 from service.schemas import EncodeOptions, EncodeRequest, EncodeResponse, ImageOptions
@@ -48,9 +48,6 @@ ENCODE = Schemas(EncodeOptions, EncodeRequest)
 # Bodies above this (or of unknown length) are read and decoded only in one of the `upload_slots`, so that
 # memory is bounded by the slots and not by how many clients upload at once.
 LARGE_BODY_BYTES = 1 << 20
-# A body this small (a 64x64 PNG is 0.3-5 KB) is parsed and decoded on the event loop: that takes less than
-# the two thread hand-offs of the pool would cost. Anything larger goes to a pool thread.
-INLINE_BODY_BYTES = 16 << 10
 ARRAY_EXPECTED = "a nested array of numbers (C, H, W) or (H, W) in [0, 1]"
 
 
@@ -90,7 +87,7 @@ def _multipart(content_type: str, body: bytes, settings: Settings, schema: type[
 def _parse_json(body: bytes, settings: Settings, schema: type[Options]) -> tuple[Options, list[Any]]:
     """The options and images of a JSON body, its number arrays read by ``arraytext`` (no Python floats)."""
     try:
-        split = arraytext.split(body, "images")
+        split = arraytext.split(body, "images", settings.max_items)
     except arraytext.NotArrayText:  # not an object with an images list: let the schema say what is wrong
         parsed = validated(schema, body)
         return parsed, cast(_WithImages, parsed).images
@@ -158,7 +155,7 @@ async def read_images(
     (B, C, H, W) float32 images), or a rejection naming the field."""
     async with _upload_slot(call):
         body = await (call.read() if call.content_type() == MULTIPART else call.json_body(also=(MULTIPART,)))
-        if len(body) <= INLINE_BODY_BYTES:
+        if len(body) <= INLINE_BODY_BYTES:  # a 64x64 PNG is 0.3-5 KB
             return _read(call, body, registry, settings, schemas)
         # parsing and decoding it would hold the event loop for longer than a small request takes
         loop = asyncio.get_running_loop()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from contract.manifest import CARD_DIR
 from service.dependencies import RegistryDep
 from service.errors import NotFound, error_responses, shown
-from service.schemas import BrokenInfo, ModelInfo, ModelList
+from service.schemas import BrokenInfo, ModelHealth, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
 PICTURE = {"type": "string", "format": "binary"}
@@ -21,6 +21,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
         default=registry.default,
         models=[ModelInfo.of(m.manifest, m.bounds, m.card) for m in registry.models.values()],
         broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.all_broken()],
+        health={name: ModelHealth.of(registry.model_problem(name)) for name in registry.models},
     )
 
 
