@@ -65,10 +65,12 @@ def _rejected(response: httpx.Response, field: str, expected: str) -> dict[str, 
 
 def test_models_list_the_layout_and_old_artifacts_stay_all_continuous(http: httpx.Client) -> None:
     models = {m["name"]: m for m in http.get("/models").json()["models"]}
-    assert models[JOINT]["layout"] == {"continuous": C, "categorical": [{"name": "shape", "classes": K}], "noise": 0}
+    normal = {"kind": "normal", "low": -1.0, "high": 1.0}  # a VAE's codes, and what a manifest without a prior means
+    joint = {"continuous": C, "categorical": [{"name": "shape", "classes": K}], "noise": 0, "prior": normal}
+    assert models[JOINT]["layout"] == joint
     assert models[JOINT]["latent_dim"] == C + K
     old = models[OLD]
-    assert old["layout"] == {"continuous": old["latent_dim"], "categorical": [], "noise": 0}
+    assert old["layout"] == {"continuous": old["latent_dim"], "categorical": [], "noise": 0, "prior": normal}
 
 
 def test_encode_answers_probabilities_per_part_beside_mu_and_logvar(http: httpx.Client, client: Client) -> None:

@@ -33,6 +33,8 @@ Likelihood = Literal["bernoulli", "gaussian"]
 Estimator = Literal["mws", "mss"]
 ContinuousPenalty = Literal["capacity", "tc"]
 OBJECTIVES: tuple[str, ...] = ("ae", "vae", "beta_vae", "beta_tcvae", "joint_vae")
+# The plain autoencoder's encoder answers a code, not a posterior to sample from.
+DETERMINISTIC: frozenset[str] = frozenset({"ae"})
 LOG_2PI = math.log(2 * math.pi)
 
 

@@ -29,6 +29,7 @@ from training.data.base import ImageDataset
 from training.labels import FewLabels, LabelledSubset
 from training.models import VAE, Architecture, EncoderNorm
 from training.objectives import (
+    DETERMINISTIC,
     Likelihood,
     ObjectiveConfig,
     ObjectiveSettings,
@@ -180,7 +181,7 @@ def build_model(cfg: TrainConfig, dataset: ImageDataset) -> VAE:
         cfg.architecture,  # type: ignore[arg-type]
         channels,
         cfg.latent_dim,
-        deterministic=cfg.objective == "ae",
+        deterministic=cfg.objective in DETERMINISTIC,
         categories=tuple(k for _, k in cfg.categorical_parts()),
         temperature=cfg.temperature,
         encoder_norm=cfg.encoder_norm,  # type: ignore[arg-type]
