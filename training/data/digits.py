@@ -38,6 +38,16 @@ FIRST_CENTRE, POSITION_SPAN = 20, 24  # px: centres 20, 23, ..., 44, whole pixel
 THICKNESSES = np.array([-1.0, -0.5, 0.0, 0.5])
 
 
+def position_shift(name: str) -> np.ndarray | None:
+    """``tie_shift`` of a position on this canvas (None for other factors): its target moves 1 / (24 px * the
+    grid's standard deviation) per pixel, its value being the centre, 20 + 24 * value px, standardised over the
+    grid (``tie_targets``)."""
+    if name not in ("posX", "posY"):
+        return None
+    rate = 1 / (POSITION_SPAN * POSITIONS.std())
+    return np.array([[rate], [0.0]] if name == "posX" else [[0.0], [rate]])
+
+
 class Digits(FactorDataset):
     name = "digits"
     image_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
@@ -61,12 +71,8 @@ class Digits(FactorDataset):
         return self._factors
 
     def tie_shift(self, name: str) -> np.ndarray:
-        """A position's target moves 1 / (24 px * the grid's standard deviation) per pixel: its value is the
-        glyph's centre, 20 + 24 * value px, standardised over the grid (``tie_targets``)."""
-        if name not in ("posX", "posY"):
-            return super().tie_shift(name)
-        rate = 1 / (POSITION_SPAN * POSITIONS.std())
-        return np.array([[rate], [0.0]] if name == "posX" else [[0.0], [rate]])
+        shift = position_shift(name)
+        return super().tie_shift(name) if shift is None else shift
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         classes = self.index_to_factors(indices)  # (B, 6)
