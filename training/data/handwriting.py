@@ -155,9 +155,28 @@ class Handwriting(FactorDataset):
         combination = np.ravel_multi_index(tuple(classes.T), tuple(self.factor_sizes))
         return (combination * self._writers + writers).astype(np.int64)
 
+    def heldout_split(self) -> Handwriting:
+        return self if self._split == "heldout" else Handwriting("heldout", self._cache)
+
     def tie_shift(self, name: str) -> np.ndarray:
         shift = position_shift(name)
         return super().tie_shift(name) if shift is None else shift
+
+    def placed(self, glyphs: np.ndarray, rng: np.random.Generator, fixed: dict[str, int] | None = None) -> np.ndarray:
+        """(B,) indices that draw each of ``glyphs`` (indices into ``glyphs``) at random canvas factors, but for
+        the factors ``fixed`` names at the class it gives (``{"rotation": 3}``: upright)."""
+        glyphs = np.asarray(glyphs, dtype=np.int64)
+        classes = self.sample_factors(len(glyphs), rng)
+        classes[:, 0] = self._labels[glyphs]
+        names = [f.name for f in self.factors]
+        for name, value in (fixed or {}).items():
+            classes[:, names.index(name)] = value
+        # Writer w of a class draws its glyph w mod n: a glyph's writer is its place among its class's glyphs.
+        rank = np.empty(len(self._labels), dtype=np.int64)
+        for digit in range(10):
+            members = np.flatnonzero(self._labels == digit)
+            rank[members] = np.arange(len(members))
+        return self.factors_to_index(classes, rank[glyphs])
 
     def labelled_indices(self, fraction: float, rng: np.random.Generator) -> np.ndarray:
         """A fraction of the glyphs of every class (at least one), each at ``LABELLED_PLACEMENTS`` random
@@ -167,12 +186,7 @@ class Handwriting(FactorDataset):
             members = np.flatnonzero(self._labels == digit)
             count = max(1, int(fraction * len(members)))
             chosen.append(np.repeat(rng.choice(members, size=count, replace=False), LABELLED_PLACEMENTS))
-        glyphs = np.concatenate(chosen)  # (L,)
-        classes = self.sample_factors(len(glyphs), rng)
-        classes[:, 0] = self._labels[glyphs]
-        # Writer w = the glyph's place among its class's members (glyph_of's first column block).
-        place = np.array([np.searchsorted(np.flatnonzero(self._labels == self._labels[g]), g) for g in glyphs])
-        return np.sort(self.factors_to_index(classes, place))
+        return np.sort(self.placed(np.concatenate(chosen), rng))
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         indices = as_indices(indices, len(self))

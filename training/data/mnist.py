@@ -117,6 +117,12 @@ class MNIST(LabelledDataset):
         )
         return found if self._factor == "digit" else {**found, "factor": self._factor}
 
+    def heldout_split(self) -> MNIST | None:
+        """The package's fixed 1,000 held-out glyphs for its training split; IDX folders have none."""
+        if self._root or self._split == "heldout":
+            return None
+        return MNIST(split="heldout", factor=self._factor)
+
     @property
     def labels(self) -> np.ndarray:
         """(N,) int64 digit label of every image."""

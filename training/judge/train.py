@@ -213,7 +213,14 @@ def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
     dataset = get_dataset(cfg.dataset)
     assert isinstance(dataset, FactorDataset)
     readings = readings_for(dataset)
-    heldout, pool = heldout_indices(len(dataset), cfg.heldout, cfg.seed)
+    # A source with held-out images (the real glyphs) is measured on them and trains on all of its own.
+    measured = dataset.heldout_split() or dataset
+    pool: np.ndarray | None
+    if measured is dataset:
+        heldout, pool = heldout_indices(len(dataset), cfg.heldout, cfg.seed)
+    else:
+        assert isinstance(measured, FactorDataset)
+        heldout, pool = np.sort(np.random.default_rng(cfg.seed).choice(len(measured), cfg.heldout, replace=False)), None
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -230,7 +237,11 @@ def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
         start, window = time.perf_counter(), 0.0
         net.train()
         for step in range(cfg.steps):
-            indices = rng.choice(pool, size=cfg.batch_size)
+            indices = (
+                rng.choice(pool, size=cfg.batch_size)
+                if pool is not None
+                else rng.integers(0, len(dataset), cfg.batch_size)
+            )
             classes = dataset.index_to_factors(indices)  # (B, F)
             x = augment(torch.from_numpy(dataset.images(indices)), cfg, generator)  # (B, C, 64, 64)
             with autocast:
@@ -258,7 +269,7 @@ def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
         wall = time.perf_counter() - start
 
         net.eval()
-        example = torch.from_numpy(dataset.images(heldout[:64]))
+        example = torch.from_numpy(measured.images(heldout[:64]))
         _export(net, readings, example[:2], staging / JUDGE_ONNX)
         with torch.no_grad():
             expected = [o.numpy() for o in net(example)]
@@ -275,7 +286,7 @@ def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
         diff = max(float(np.abs(got[r.name] - e).max()) for r, e in zip(readings, expected, strict=True))
         if not diff <= PARITY_TOLERANCE:
             raise RuntimeError(f"the ONNX judge differs from torch by {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
-        manifest = provisional.model_copy(update={"heldout": heldout_figures(judge, dataset, heldout)})
+        manifest = provisional.model_copy(update={"heldout": heldout_figures(judge, measured, heldout)})
         manifest = JudgeManifest.model_validate(manifest.model_dump())
         (staging / JUDGE_JSON).write_text(manifest.model_dump_json(indent=2) + "\n")
         (staging / JUDGE_CARD).write_text(card_text(manifest))
