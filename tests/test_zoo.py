@@ -150,10 +150,11 @@ def test_the_models_trained_with_few_labels_draw_the_asked_for_class_as_the_fact
 
 HANDWRITING = "handwriting_joint_vae"
 HELD_OUT = REPO / "tests" / "reference" / "handwriting" / "heldout.npz"
-# handwriting_joint_vae on these 200 held-out glyphs (one random placement each): /encode reads ENCODE_SEEN of the
-# digits right, the judge reads the asked digit in SYNTHESIS_SEEN of the 60 /synthesize requests (README table:
-# scripts/handwriting_goals.py over all 1,000). The test holds them to a margin below.
-ENCODE_SEEN, SYNTHESIS_SEEN, MARGIN = 0.0, 0.0, 0.05
+# handwriting_joint_vae on these 200 held-out glyphs (one random placement each): /encode reads 0.795 of the digits
+# right, the judge reads the asked digit in 0.333 of the 60 /synthesize requests; on all 1,000 held-out glyphs
+# (scripts/handwriting_goals.py) 0.829 and 0.331, short of issue 26's goals (0.97 and 0.95). The test holds the
+# shipped figures, a margin below.
+ENCODE_SEEN, SYNTHESIS_SEEN, MARGIN = 0.795, 0.333, 0.05
 
 
 def png_text(image: np.ndarray) -> str:
