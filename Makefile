@@ -8,11 +8,22 @@ MODELS ?= models
 # The service's default model: the dSprites beta-TCVAE when it is bundled, else the first by name.
 DEFAULT_MODEL ?= $(if $(wildcard $(MODELS)/dsprites_beta_tcvae/manifest.json),dsprites_beta_tcvae,)
 
-.PHONY: run models-present test lint bench zoo clean
+.PHONY: run models-present test lint bench zoo clean clean-runs
+
+# The training extra's torch. TORCH=cpu (the default on a machine without an NVIDIA driver) takes the CPU build
+# from PyTorch's CPU index (a 190 MB wheel, 750 MB installed); TORCH=cuda takes PyPI's default Linux build, which
+# brings about 3 GB of CUDA wheels. torch is installed first and from that index alone, so that an unreachable
+# CPU index fails here instead of letting PyPI serve the CUDA build.
+TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+ifeq ($(TORCH),cpu)
+	$(BIN)/python docker/requirements.py pyproject.toml --extra train --only torch > $(VENV)/torch.txt
+	$(BIN)/pip install --quiet --retries 1 --index-url $(TORCH_CPU_INDEX) -r $(VENV)/torch.txt
+endif
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $@
 
@@ -50,10 +61,16 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/uvicorn_floor.py
 
-# Retrain, export and evaluate every model of the zoo (hours on a CPU; see README, "Model zoo").
+# Retrain, export and evaluate every model of the zoo (hours on a CPU; see README, "Model zoo"). This is the one
+# command meant to rewrite the committed models/, hence --overwrite (`disentangle-train zoo` alone refuses to).
 zoo: $(VENV)/.installed
-	$(BIN)/disentangle-train zoo configs/zoo/*.toml --models $(MODELS)
+	$(BIN)/disentangle-train zoo configs/zoo/*.toml --models $(MODELS) --overwrite
 	$(BIN)/disentangle-train eval $(MODELS)
 
+# runs/ holds the training checkpoints, which hours of work went into: `make clean` keeps it, `make clean-runs`
+# removes it.
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache runs test-artifacts
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+clean-runs:
+	rm -rf runs

@@ -71,7 +71,8 @@ def create_peer(artifact: Path) -> FastAPI:
             pixels = np.asarray(Image.open(io.BytesIO(upload.file.read())).convert(mode), dtype=np.float32) / 255.0
             arrays.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
         mu, logvar = encoder.run(None, {"image": np.stack(arrays)})
-        payload = {"model": manifest.name, "mu": mu.tolist(), "logvar": logvar.tolist(), "z": None}
+        latent = manifest.layout.reconstruction(mu).tolist()
+        payload = {"model": manifest.name, "mu": mu.tolist(), "logvar": logvar.tolist(), "latent": latent, "z": None}
         return Response(json_bytes(payload), media_type="application/json")
 
     @app.post("/synthesize")

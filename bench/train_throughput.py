@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.checkpoints import LOG
 from training.data import get_dataset
-from training.infogan import InfoGANConfig, adam, adversarial_step, build_infogan, parameter_groups, train_infogan
+from training.infogan import InfoGANConfig, adversarial_step, build_infogan, parameter_groups, train_infogan
 from training.models import VAE
 from training.objectives import compute_loss
-from training.train import LOG, TrainConfig, bf16_supported, build_model, make_optimizer, train
+from training.run import bf16_supported, make_optimizer
+from training.train import TrainConfig, build_model, train
 
 # Dupont 2018's dSprites schedule (the values do not change the cost of a step)
 JOINT_CAPACITIES = {"capacity_max": 40.0, "disc_capacity_max": 1.1, "capacity_gamma": 150.0}
@@ -72,7 +74,10 @@ def bare_infogan_loop(cfg: InfoGANConfig, batches: list[torch.Tensor], warmup: i
     torch.manual_seed(cfg.seed)
     model = build_infogan(cfg, get_dataset(cfg.dataset))
     d_params, g_params = parameter_groups(model)
-    opt_d, opt_g = adam(d_params, cfg.lr_d, (cfg.beta1, cfg.beta2)), adam(g_params, cfg.lr_g, (cfg.beta1, cfg.beta2))
+    opt_d, opt_g = (
+        make_optimizer(d_params, cfg.lr_d, (cfg.beta1, cfg.beta2)),
+        make_optimizer(g_params, cfg.lr_g, (cfg.beta1, cfg.beta2)),
+    )
     autocast: AbstractContextManager = (
         torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
     )

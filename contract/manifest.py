@@ -1,14 +1,9 @@
 """The manifest of a model artifact and the latent layout its ONNX files follow.
 
-An artifact is a folder holding ``encoder.onnx``, ``decoder.onnx`` and ``manifest.json``. This module owns
-the manifest's schema; ``training`` imports it to write manifests, ``service`` to read them.
-
-Tensor contract of the ONNX files, with the manifest's ``layout`` (``LatentLayout``): ``d = layout.size`` is the
-decoder's input width, ``c = layout.continuous`` and ``k = layout.classes`` the total number of categorical classes:
-  encoder: ``image`` (B, C, H, W) float32 in [0, 1]  ->  ``mu`` (B, c), ``logvar`` (B, c)
-                                                         [+ ``probabilities`` (B, k) when the layout has categories]
-  decoder: ``z`` (B, d) float32                      ->  ``image`` (B, C, H, W) float32 in [0, 1]
-An artifact of schema version 1 has no ``layout``: it reads as all-continuous (c = d, no ``probabilities``).
+An artifact is a folder holding ``encoder.onnx``, ``decoder.onnx`` and ``manifest.json`` (the file names below);
+its ONNX files' tensors are named in ``contract.tensors``. This module owns the manifest's schema; ``training``
+imports it to write manifests, ``service`` to read them. An artifact of schema version 1 has no ``layout``: it
+reads as all-continuous. A layout without a ``prior`` has N(0, 1) codes.
 """
 
 from __future__ import annotations
@@ -18,16 +13,34 @@ import math
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 SCHEMA_VERSION: Literal[2] = 2  # 2: the latent layout (categorical and noise parts); 1 still loads as all-continuous
+
+# The files of an artifact folder.
 MANIFEST_NAME = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+TRAINING_LOG_FILE = "training_log.jsonl"  # the run's log, which the card's training curves read
+NOTES_FILE = "notes.md"  # the recipe: what was tried and what it scored (the card shows it)
 CARD_DIR = "card"  # the model card's pictures and card.md, beside the manifest
+CARD_FILE = "card.md"  # in CARD_DIR
+CARD_PICTURES = ("traversal.png", "reconstructions.png", "mutual_information.png", "training_curves.png")
+
+# The names a manifest may give; training declares its choices with these, not with copies.
+Objective = Literal["ae", "vae", "beta_vae", "beta_tcvae", "joint_vae", "infogan"]
+Architecture = Literal["conv", "mlp"]
+Likelihood = Literal["bernoulli", "gaussian"]
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
+ARCHITECTURES: tuple[Architecture, ...] = get_args(Architecture)
+LIKELIHOODS: tuple[Likelihood, ...] = get_args(Likelihood)
+
+ACTIVE_KL_NATS = 0.01
+"""A continuous dim is ``active`` when its average KL to the prior exceeds this many nats. A collapsed dim sits
+at ~1e-4 nats and one that carries any factor of dSprites at >= 0.1, so the exact value hardly matters."""
 
 FactorValue = float | str
 
@@ -64,10 +77,11 @@ class CategoricalPart(_Strict):
 
 class ContinuousPrior(_Strict):
     """The prior every continuous code of a model is drawn from: N(0, 1) for the VAE family (and what a manifest
-    without one means), U(low, high) for InfoGAN's continuous codes. The traversal range, the bounds the service
-    validates latents against and the page's sliders are read from it."""
+    without one means), U(low, high) for InfoGAN's continuous codes, none for a plain autoencoder (its codes'
+    spread over the data stands in). The traversal range, the bounds the service validates latents against, the
+    page's sliders and its random draws are read from it (``low`` and ``high`` only for a uniform prior)."""
 
-    kind: Literal["normal", "uniform"] = "normal"
+    kind: Literal["normal", "uniform", "none"] = "normal"
     low: float = -1.0
     high: float = 1.0
 
@@ -145,6 +159,27 @@ class LatentLayout(_Strict):
         parts.append(np.zeros((batch, self.noise), dtype=np.float32))
         return np.concatenate(parts, axis=1)
 
+    def most_probable(self, probabilities: np.ndarray) -> np.ndarray:
+        """(B, k) probabilities -> (B, k): the one-hot of each part's most probable class (the first on a tie)."""
+        one_hot = np.zeros_like(probabilities, dtype=np.float32)
+        for where in self.probability_slices().values():
+            one_hot[np.arange(len(one_hot)), where.start + np.argmax(probabilities[:, where], axis=1)] = 1.0
+        return one_hot
+
+    def reconstruction(self, mu: np.ndarray, probabilities: np.ndarray | None = None) -> np.ndarray:
+        """The encoder's (B, c) mu and (B, k) probabilities -> (B, d): the latent a reconstruction decodes. The
+        continuous codes' mean, each part's most probable class one-hot (as the decoder saw near one-hot samples
+        in training) and zero noise, which no encoder reads back."""
+        return self.flat(mu, None if probabilities is None else self.most_probable(probabilities))
+
+
+def active(kl: np.ndarray) -> np.ndarray:
+    """(c,) average KL per continuous dim, in nats -> (c,) bool: the ``active`` of each dim's ``LatentStat``."""
+    values = np.asarray(kl, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"kl must be a 1-D array (c,), got shape {values.shape}")
+    return values > ACTIVE_KL_NATS
+
 
 class LatentStat(_Strict):
     """Statistics of the encoder mean over a sample of the training data, for one latent dimension."""
@@ -153,7 +188,7 @@ class LatentStat(_Strict):
     mean: float
     std: float = Field(ge=0)
     kl: float = Field(ge=0, description="average KL(q(z_j|x) || N(0, 1)) in nats")
-    active: bool
+    active: bool = Field(description="kl above ACTIVE_KL_NATS (``active``); every code of a model without a KL")
 
 
 class OnnxFile(_Strict):
@@ -263,9 +298,9 @@ class Calibration(_Strict):
 class Manifest(_Strict):
     schema_version: Literal[1, 2] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    objective: Literal["ae", "vae", "beta_vae", "beta_tcvae", "joint_vae", "infogan"]
-    architecture: Literal["conv", "mlp"]
-    likelihood: Literal["bernoulli", "gaussian"]
+    objective: Objective
+    architecture: Architecture
+    likelihood: Likelihood
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     dataset: DatasetInfo
     latent_dim: int = Field(ge=1, le=4096, description="the decoder's input width, layout.size")

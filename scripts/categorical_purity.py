@@ -30,7 +30,8 @@ def probabilities_from(path: Path, images: np.ndarray) -> tuple[np.ndarray, list
         return model.encode_all(images)[2], [(p.name, p.classes) for p in model.manifest.layout.categorical]
     import torch
 
-    from training.train import CHECKPOINT, TrainConfig, build_model, load_checkpoint
+    from training.checkpoints import CHECKPOINT, load_checkpoint
+    from training.train import TrainConfig, build_model
 
     state = load_checkpoint(path / CHECKPOINT)
     cfg = TrainConfig.from_dict(state["config"])

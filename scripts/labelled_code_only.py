@@ -5,7 +5,7 @@ cross-entropy and the held-out accuracy on fresh renders as it goes.
     .venv/bin/python scripts/labelled_code_only.py \
         --config configs/experiments/dsprites_joint_vae_first.toml --steps 500
 
-The subset and its draws are the ones ``disentangle-train fit`` would use for that config (``LabelledSubset``):
+The subset and its draws are the ones ``disentangle-train fit`` would use for that config (``labelled_subset``):
 if the code is not learnt here, it is not the reconstruction that crowds it out.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from training.data import get_dataset
-from training.train import LabelledSubset, TrainConfig, build_model
+from training.train import TrainConfig, build_model, labelled_subset
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
         raw["encoder_norm"] = args.encoder_norm
     cfg = TrainConfig.from_dict(raw)
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
-    subset = LabelledSubset.build(cfg, dataset)
+    subset = labelled_subset(cfg, dataset)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, dataset)
     optimizer = torch.optim.Adam(model.encoder.parameters(), cfg.lr)

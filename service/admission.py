@@ -6,9 +6,15 @@ spends more and more of its time refusing work and less serving it. Measured bef
 3,275 answers/s at 256 connections, 629/s at 512, 86% of them 429.
 
 So at most ``limit`` inference requests (POST to the routes that run a network) are inside the app at once;
-the next ``backlog`` wait here, in arrival order, before their body is read or anything is parsed, which
-costs the loop nothing while they wait. Only past the backlog is a request refused, with a 429 written
-straight to the connection, before its body is read. Health, metrics and model listings are never held.
+the next ``backlog`` wait here, in arrival order, before anything is parsed, which costs the loop nothing
+while they wait. Only past the backlog is a request refused, with a 429 written straight to the connection,
+before its body is read. Health, metrics and model listings are never held.
+
+A place is taken once the body is in, for bodies of at most ``PREREAD_BYTES`` (all but image uploads): a
+client that trickles its body a byte at a time then holds a connection, which the body deadlines cut
+(service/deadlines.py), but never a place, so a thousand of them cannot fill the gate and lock out the
+clients that send whole requests. Those bytes are what uvicorn holds for a connection anyway before it stops
+reading, so reading them early costs no memory.
 """
 
 from __future__ import annotations
@@ -16,12 +22,34 @@ from __future__ import annotations
 import asyncio
 import json
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import Rejected
+from service.errors import Busy
 from service.metrics import Metrics
+from service.payloads import read_body
 
-GATED_PATHS = frozenset({"/encode", "/decode", "/traverse", "/synthesize"})
+GATED_PATHS = frozenset({"/encode", "/decode", "/traverse", "/synthesize", "/edit"})
+PREREAD_BYTES = 64 << 10  # uvicorn's HIGH_WATER_LIMIT: what it buffers of a body before it pauses reading
+
+
+def content_length(scope: Scope) -> int | None:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _preread(receive: Receive) -> Receive:
+    """Read the whole (small) body now; the receive returned hands it on as one message."""
+    pending: list[Message] = [{"type": "http.request", "body": await read_body(receive), "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 class Admission:
@@ -35,14 +63,14 @@ class Admission:
         if metrics is not None:
             metrics.admitted.set_function(lambda: self._admitted)
             metrics.waiting.set_function(lambda: self._waiting)
-        error = Rejected(
-            429,
+        error = Busy(
             None,
             f"at most {limit} requests in progress and {backlog} waiting",
             "one more",
             hint="retry shortly",
         )
         self._refusal = json.dumps(error.body()).encode()
+        self._status = error.status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in GATED_PATHS:
@@ -51,6 +79,9 @@ class Admission:
         if self._waiting >= self.backlog and self._places.locked():
             await self._refuse(send)
             return
+        declared = content_length(scope)
+        if declared is not None and declared <= PREREAD_BYTES:
+            receive = await _preread(receive)
         self._waiting += 1
         try:
             await self._places.acquire()
@@ -70,5 +101,5 @@ class Admission:
             (b"content-length", str(len(self._refusal)).encode()),
             (b"retry-after", b"1"),
         ]
-        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.start", "status": self._status, "headers": headers})
         await send({"type": "http.response.body", "body": self._refusal})

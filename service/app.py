@@ -13,19 +13,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.admission import Admission
+from service.budgets import body_budgets
+from service.cors import ShapedCORS
 from service.deadlines import BodyDeadline
 from service.dependencies import require_api_key
+from service.disconnects import install_disconnect_handler
 from service.errors import error_responses, install_error_handlers
 from service.fastpath import FastRoutes
+from service.liveness import Liveness
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import load_registry
-from service.routes import admin, decode, docs, encode, health, models, synthesize, traverse
+from service.routes import admin, decode, docs, edit, encode, health, models, synthesize, traverse
 from service.security import TrustedHosts
 from service.settings import Settings
 
@@ -45,9 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         app.state.pool = pool
         app.state.registry = load_registry(settings, pool, metrics)
+        liveness = None
+        if settings.health_port is not None:
+            liveness = Liveness(settings.host, settings.health_port, settings.health_stale_s)
+            liveness.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if liveness is not None:
+                liveness.stop()
             await app.state.registry.close()
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -67,15 +76,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.upload_slots = asyncio.Semaphore(settings.upload_slots)
     app.state.reload_lock = asyncio.Lock()
     install_error_handlers(app)
+    install_disconnect_handler(app)
 
     # Without a key the check is left out entirely rather than run as a no-op on every request.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     # Routes are matched in order, so the busiest go first.
     # Every route may answer 400 (an untrusted Host) and 500; guarded ones 401.
     common = error_responses(400, 500, *([401] if guarded else []))
-    for resource in (decode, encode, traverse, synthesize, models, admin):
+    for resource in (decode, encode, traverse, synthesize, edit, models, admin):
         app.include_router(resource.router, dependencies=guarded, responses=common)
     app.include_router(health.router, responses=error_responses(400, 500))
+    app.include_router(health.guarded_router, dependencies=guarded, responses=common)
     app.include_router(docs.router)
     app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS), name="docs-assets")
 
@@ -92,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(FastRoutes, owner=app, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ShapedCORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", "X-Shape", "X-Request-ID"],
@@ -106,6 +117,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         hosts=hosts,
         access_log=settings.access_log,
+        budgets=body_budgets(settings),
     )
-    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
+    app.add_middleware(
+        BodyDeadline,
+        timeout_s=settings.body_timeout_s,
+        min_rate=settings.body_min_rate,
+        grace_s=settings.body_grace_s,
+        total_s=settings.body_total_s,
+    )
     return app

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import Rejected
+from service.errors import Invalid, TooLarge
 
 WHITESPACE = b" \t\n\r"
 NUMBER_CHARS = b"0123456789.eE+-"
@@ -47,8 +47,9 @@ class Split:
     arrays: dict[int, bytes]
 
 
-def split(body: bytes, key: str) -> Split:
-    """Take the nested arrays out of the top-level list ``key`` of the JSON object ``body``."""
+def split(body: bytes, key: str, max_items: int) -> Split:
+    """Take the nested arrays out of the top-level list ``key`` of the JSON object ``body``; a list of more
+    than ``max_items`` items is a 413 once the item past it is reached, before anything else is kept of it."""
     pos = _space(body, 0)
     if body[pos : pos + 1] != b"{":
         raise NotArrayText("not a JSON object")
@@ -63,7 +64,7 @@ def split(body: bytes, key: str) -> Split:
             raise NotArrayText(f"':' was expected at byte {pos}")
         pos = _space(body, pos + 1)
         if name == key and body[pos : pos + 1] == b"[":
-            end, rest_items, arrays = _items(body, pos)
+            end, rest_items, arrays = _items(body, pos, key, max_items)
             rest = body[:pos] + b"[" + b",".join(rest_items) + b"]" + body[end:]
             return Split(rest, arrays)
         pos = _space(body, _skip(body, pos))
@@ -74,12 +75,14 @@ def split(body: bytes, key: str) -> Split:
     raise NotArrayText(f"no list {key!r} in the object")
 
 
-def _items(body: bytes, pos: int) -> tuple[int, list[bytes], dict[int, bytes]]:
+def _items(body: bytes, pos: int, key: str, max_items: int) -> tuple[int, list[bytes], dict[int, bytes]]:
     """The list at ``pos``: (the index after it, each item's text with arrays as ``[]``, the arrays' text)."""
     rest: list[bytes] = []
     arrays: dict[int, bytes] = {}
     pos = _space(body, pos + 1)
     while body[pos : pos + 1] != b"]":
+        if len(rest) == max_items:
+            raise TooLarge(key, f"at most {max_items} items per request", f"more than {max_items}")
         end = _skip(body, pos)
         if body[pos : pos + 1] == b"[":
             arrays[len(rest)] = body[pos:end]
@@ -128,31 +131,37 @@ def _skip(body: bytes, pos: int) -> int:
             return pos
 
 
-def numbers(text: bytes, field: str, expected: str, max_numbers: int) -> np.ndarray:
-    """The JSON array ``text`` (numbers only, any depth, rectangular) as float32, or a rejection naming ``field``.
+def numbers(text: bytes, field: str, expected: str, max_numbers: int, max_depth: int = 3) -> np.ndarray:
+    """The JSON array ``text`` (numbers only, at most ``max_depth`` levels, rectangular) as float32, or a
+    rejection naming ``field``.
 
-    Its size is known and checked against ``max_numbers`` before the numbers are read.
+    Its size is known and checked against ``max_numbers`` before the numbers are read, and its depth is checked
+    on its opening brackets before its shape is measured (a walk that grows with depth times length).
     """
     if text.count(b",") + 1 > max_numbers:
-        raise Rejected(413, field, f"an array of at most {max_numbers} numbers", f"{text.count(b',') + 1}")
+        raise TooLarge(field, f"an array of at most {max_numbers} numbers", f"{text.count(b',') + 1}")
     if _HOLE.search(text):
-        raise Rejected(422, field, expected, "an array holding an empty list or a missing entry")
+        raise Invalid(field, expected, "an array holding an empty list or a missing entry")
     # With no empty list left, a list's commas give its length, and numbers never need visiting here.
     skeleton = text.translate(None, NUMBER_CHARS + WHITESPACE)
+    depth = len(skeleton) - len(skeleton.lstrip(b"["))
+    if depth > max_depth:
+        at = field + "[0]" * max_depth
+        raise Invalid(at, f"a number ({expected}: at most {max_depth} levels of lists)", "a nested list")
     if skeleton.translate(None, b"[],"):
-        raise Rejected(422, field, expected, "an array holding something other than numbers")
+        raise Invalid(field, expected, "an array holding something other than numbers")
     shape = _shape(skeleton)
     if skeleton != _skeleton(shape):
-        raise Rejected(422, field, expected, "a ragged or malformed array")
+        raise Invalid(field, expected, "a ragged or malformed array")
     size = math.prod(shape)
     if size > max_numbers:
-        raise Rejected(413, field, f"an array of at most {max_numbers} numbers", f"shape {shape}")
+        raise TooLarge(field, f"an array of at most {max_numbers} numbers", f"shape {shape}")
     try:  # numpy stops at the first entry that is not a number (raising, or in older versions returning early)
         values = np.fromstring(text.translate(BRACKETS_AS_SPACES), dtype=np.float32, sep=",")
     except ValueError:
         values = np.empty(0, np.float32)
     if values.size != size:
-        raise Rejected(422, field, expected, "an array with an entry that is not a JSON number")
+        raise Invalid(field, expected, "an array with an entry that is not a JSON number")
     return values.reshape(shape)
 
 

@@ -23,9 +23,9 @@ from starlette.types import ASGIApp
 
 from service.app import create_app
 from service.cpus import available_cpus
-from service.deadlines import deadline_protocol
 from service.errors import shown
 from service.logs import configure_logging, flush_logs
+from service.protocol import service_protocol
 from service.settings import PREFIX, Settings
 from service.workers import supervise
 
@@ -55,7 +55,7 @@ def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         server_header=False,
         # Nothing here reads client addresses; parsing X-Forwarded-* would be one more layer per request.
         proxy_headers=False,
-        http=deadline_protocol(settings.header_timeout_s, settings.body_timeout_s),
+        http=service_protocol(settings),
         # uvicorn waits for every connection to finish on shutdown; this bounds the wait (typed int, takes float).
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )

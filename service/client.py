@@ -9,6 +9,10 @@
         probabilities = client.probabilities([Image.open("seven.png")])   # {"digit": (B, 10)}
         images = client.decode([[0.0] * 6], categorical={"digit": [7]})   # continuous values + a class per part
         row = client.traverse(part="digit")                                # one column per class
+        # models with a factor calibration: named factors in, or an image redrawn with some of them changed
+        image, latent = client.synthesize({"digit": 7, "rotation": 30})
+        edits = client.edit([Image.open("three.png")], {"scale": 0.7, "posY": 0.0, "rotation": 30})
+        edits.images[0], edits.read[0]                  # the redrawn 3, and what the model read from the original
 
 ``AsyncClient`` has the same methods as coroutines. Every error the service returns is raised as
 ``ServiceError``, carrying the service's message. Latents travel as raw float32, not JSON.
@@ -167,6 +171,28 @@ def _synthesis(response: httpx.Response) -> tuple[Image.Image, np.ndarray]:
     return _picture(base64.b64decode(data["image"])), np.asarray(data["latent"], dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class Edits:
+    """What /edit answers: per image, the edit, what the model read from the original, both latents."""
+
+    images: list[Image.Image]
+    read: list[dict[str, float | str]]  # every factor the model carries, as read from each original
+    base: np.ndarray  # (B, d) each original's latent
+    latents: np.ndarray  # (B, d) each edit's latent, the one decoded
+    probabilities: dict[str, np.ndarray]  # per categorical part, (B, K) each original's class probabilities
+
+
+def _edits(response: httpx.Response) -> Edits:
+    data = response.json()
+    return Edits(
+        images=_pictures(response),
+        read=data["read"],
+        base=np.asarray(data["base"], dtype=np.float32),
+        latents=np.asarray(data["latents"], dtype=np.float32),
+        probabilities=_probabilities(response),
+    )
+
+
 class _Calls:
     """Builds every call; the two clients differ only in how they send one."""
 
@@ -222,6 +248,13 @@ class _Calls:
     def synthesize(factors: dict[str, float | str], model: str | None) -> _Call[tuple[Image.Image, np.ndarray]]:
         body: dict[str, Any] = {"factors": factors} | ({"model": model} if model else {})
         return _Call("POST", "/synthesize", _synthesis, json=body)
+
+    @staticmethod
+    def edit(
+        images: Sequence[ImageLike], factors: dict[str, float | str] | None, model: str | None, resize: bool
+    ) -> _Call[Edits]:
+        body = {"images": [_image_payload(i) for i in images], "factors": factors or {}, "resize": resize}
+        return _Call("POST", "/edit", _edits, json=body | ({"model": model} if model else {}))
 
 
 def _check(response: httpx.Response) -> None:
@@ -334,6 +367,17 @@ class Client:
         """(image, the latent the service used)."""
         return self._send(_Calls.synthesize(factors, model))
 
+    def edit(
+        self,
+        images: Sequence[ImageLike],
+        factors: dict[str, float | str] | None = None,
+        model: str | None = None,
+        resize: bool = False,
+    ) -> Edits:
+        """Each image redrawn with the named ``factors`` changed and the rest of it kept; no factors: the
+        model's reading of each image and its reconstruction."""
+        return self._send(_Calls.edit(images, factors, model, resize))
+
     def close(self) -> None:
         self._http.close()
 
@@ -431,6 +475,15 @@ class AsyncClient:
         self, factors: dict[str, float | str], model: str | None = None
     ) -> tuple[Image.Image, np.ndarray]:
         return await self._send(_Calls.synthesize(factors, model))
+
+    async def edit(
+        self,
+        images: Sequence[ImageLike],
+        factors: dict[str, float | str] | None = None,
+        model: str | None = None,
+        resize: bool = False,
+    ) -> Edits:
+        return await self._send(_Calls.edit(images, factors, model, resize))
 
     async def aclose(self) -> None:
         await self._http.aclose()

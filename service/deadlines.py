@@ -8,32 +8,28 @@ close that gap:
   new request on it begins), its headers must be complete within ``header_timeout_s``, else the connection
   gets a 408 and is closed. It also closes a connection whose client stalls in a body that no request is
   reading any more (the answer went out before the body was complete).
-* ``BodyDeadline`` (ASGI) gives each read of the body ``body_timeout_s``: a request whose client sends
-  nothing for that long while the route waits for its body is answered 408 and its connection closed.
+* ``BodyDeadline`` (ASGI) gives each read of the body ``body_timeout_s``, and the body as a whole a minimum
+  rate after a grace period and a total deadline: a client that sends nothing for that long, or trickles its
+  body a byte at a time, is answered 408 and its connection closed.
 
-The body deadline is idle time between chunks, not a total: a large upload over a slow link goes on as long
-as bytes keep coming. Time that the service itself spends not reading (flow control while a route is busy)
-never counts against the client.
+Time that the service itself spends not reading (flow control while a route is busy, a request waiting for
+admission) never counts against the client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.errors import Rejected
+from service.errors import Rejected, TooSlow
+from service.refusals import raw_refusal
 
 
 def _late_headers(timeout_s: float) -> bytes:
-    error = Rejected(408, "headers", f"complete request headers within {timeout_s:g} s", "an incomplete request")
-    body = json.dumps(error.body()).encode()
-    head = f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-    return head.encode() + b"connection: close\r\n\r\n" + body
+    return raw_refusal(TooSlow("headers", f"complete request headers within {timeout_s:g} s", "an incomplete request"))
 
 
 def deadline_protocol(header_timeout_s: float, body_timeout_s: float) -> type[HttpToolsProtocol]:
@@ -102,13 +98,20 @@ def deadline_protocol(header_timeout_s: float, body_timeout_s: float) -> type[Ht
 
 
 class BodyDeadline:
-    """Each read of a request body must bring something within ``timeout_s``; else a 408 and the connection
-    closes (the rest of the body would otherwise be read as the next request). A client that disconnects
-    in the middle of its body ends its request quietly, not as a server error."""
+    """A body must keep coming while a route reads it: each read must bring something within ``timeout_s``;
+    past ``grace_s`` the body must have averaged ``min_rate`` bytes a second; and all of it must be in within
+    ``total_s``. Else a 408 naming the rule, and the connection closes (the rest of the body would otherwise be
+    read as the next request). The clock starts at the first read, so time the service spends not reading
+    (waiting for admission or an upload slot) never counts against the client, and bytes that arrived
+    meanwhile count for it."""
 
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, timeout_s: float, min_rate: float = 0.0, grace_s: float = 0.0,
+                 total_s: float = float("inf")) -> None:  # fmt: skip
         self.app = app
         self.timeout_s = timeout_s
+        self.min_rate = min_rate
+        self.grace_s = grace_s
+        self.total_s = total_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,11 +119,22 @@ class BodyDeadline:
             return
         complete = False
         loop = asyncio.get_running_loop()
+        started: float | None = None
+        received = 0
 
         async def receive_in_time() -> Message:
-            nonlocal complete
+            nonlocal complete, started, received
             if complete:  # later reads only wait for the disconnect, e.g. while a response streams
                 return await receive()
+            now = loop.time()
+            if started is None:
+                started = now
+            elapsed = now - started
+            if elapsed > self.grace_s and received < self.min_rate * elapsed:
+                raise self._slow(received, elapsed)
+            wait = min(self.timeout_s, self.total_s - elapsed)
+            if wait <= 0:
+                raise self._overdue()
             # A bare timer rather than asyncio.timeout, which costs about four times as much a read
             # (bench/hot_path_parts.py): most bodies are in by the time the route reads them, and the timer is
             # cancelled unfired.
@@ -133,23 +147,31 @@ class BodyDeadline:
                 expired = True
                 task.cancel()
 
-            timer = loop.call_later(self.timeout_s, expire)
+            timer = loop.call_later(wait, expire)
             try:
                 message = await receive()
             except asyncio.CancelledError:
                 if expired and task.uncancel() == 0:  # our cancellation, and nobody else's pending
-                    raise self._late() from None
+                    raise (self._late() if wait == self.timeout_s else self._overdue()) from None
                 raise
             finally:
                 timer.cancel()
+            received += len(message.get("body", b""))
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        try:
-            await self.app(scope, receive_in_time, send)
-        except ClientDisconnect:  # the client left in the middle of its body: nobody is there to answer
-            pass
+        await self.app(scope, receive_in_time, send)
+
+    @staticmethod
+    def _cut(expected: str, received: str) -> Rejected:
+        return TooSlow("body", expected, received, headers={"Connection": "close"})
 
     def _late(self) -> Rejected:
-        expected = f"the next part of the body within {self.timeout_s:g} s"
-        return Rejected(408, "body", expected, "nothing", headers={"Connection": "close"})
+        return self._cut(f"the next part of the body within {self.timeout_s:g} s", "nothing")
+
+    def _slow(self, received: int, elapsed: float) -> Rejected:
+        expected = f"a body sent at {self.min_rate:g} bytes/s or faster after the first {self.grace_s:g} s"
+        return self._cut(expected, f"{received} bytes in {elapsed:.1f} s")
+
+    def _overdue(self) -> Rejected:
+        return self._cut(f"the whole body within {self.total_s:g} s", "an unfinished body")

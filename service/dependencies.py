@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import Rejected
+from service.errors import Unauthorized
 from service.registry import Registry
 from service.settings import Settings
 
@@ -42,8 +42,7 @@ def check_api_key(settings: Settings, token: str | None) -> None:
     if settings.api_key is None:
         return
     if token is None:
-        raise Rejected(
-            401,
+        raise Unauthorized(
             "Authorization",
             "a 'Bearer <api key>' header",
             "none",
@@ -51,13 +50,20 @@ def check_api_key(settings: Settings, token: str | None) -> None:
         )
     # Constant-time comparison, so response timing does not leak how much of a guess was right.
     if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
-        raise Rejected(
-            401,
+        raise Unauthorized(
             "Authorization",
             "the service's API key",
             "a different key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def key_given(settings: Settings, authorization: str | None) -> bool:
+    """Whether a request may see what the key guards: no key is set, or its Authorization carries it."""
+    if settings.api_key is None:
+        return True
+    token = bearer_token(authorization)
+    return token is not None and hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode())
 
 
 async def require_api_key(

@@ -1,5 +1,9 @@
 """Rejections and the one JSON shape every error takes, 4xx and 5xx alike.
 
+Code that refuses a request raises the kind of refusal it is (``Invalid``, ``TooLarge``, ``Busy``, ...): the
+batcher, validation and the routes never name an HTTP status. ``STATUS`` alone maps each kind to the status
+that answers it.
+
 A rejected request gets ``{"detail": message, "field": ..., "expected": ..., "received": ...}``; the message
 alone is enough for a person, the parts are there for programs. Pydantic's validation errors of a request
 body, Starlette's 404 and 405, and malformed multipart bodies are rewritten into the same shape, so that a
@@ -45,11 +49,13 @@ class ErrorBody(BaseModel):
 
 
 class Rejected(Exception):
-    """A request the service refuses, with a message that names the field, the expected and the received."""
+    """A request the service refuses, with a message that names the field, the expected and the received.
+
+    Raise one of its kinds below; its HTTP status is ``STATUS``'s.
+    """
 
     def __init__(
         self,
-        status: int,
         field: str | None,
         expected: str,
         received: str,
@@ -61,7 +67,6 @@ class Rejected(Exception):
         where = f"{field}: " if field else ""
         message = detail or f"{where}expected {expected}, received {received}" + (f"; {hint}" if hint else "")
         super().__init__(message)
-        self.status = status
         self.message = message
         self.field = field
         self.expected = expected
@@ -78,6 +83,103 @@ class Rejected(Exception):
         if self.status >= 500:  # the id under which the service's log tells the rest
             body["request_id"] = request_id.get()
         return body
+
+    @property
+    def status(self) -> int:
+        """The HTTP status that answers this kind of refusal."""
+        return STATUS[type(self)]
+
+
+class Malformed(Rejected):
+    """A request that does not parse: a multipart body, a Host header, HTTP itself."""
+
+
+class Unauthorized(Rejected):
+    """No API key, or a wrong one."""
+
+
+class Forbidden(Rejected):
+    """Not allowed from where the request came."""
+
+
+class NotFound(Rejected):
+    """No such model, card picture or path."""
+
+
+class MethodNotAllowed(Rejected):
+    """A method the path does not take."""
+
+
+class NotAcceptable(Rejected):
+    """An Accept the answer cannot take."""
+
+
+class TooSlow(Rejected):
+    """Request headers or body not sent in time."""
+
+
+class Conflict(Rejected):
+    """Some artifact folders failed to load."""
+
+
+class TooLarge(Rejected):
+    """Over a limit: body, item count, image side, pixel count."""
+
+
+class HeadersTooLarge(Rejected):
+    """More request header lines or bytes than allowed."""
+
+
+class UnsupportedType(Rejected):
+    """A Content-Type the route does not read."""
+
+
+class Invalid(Rejected):
+    """A value the route cannot use."""
+
+
+class Busy(Rejected):
+    """A queue or the admission backlog is full; worth retrying."""
+
+
+class Failed(Rejected):
+    """A failure of the service itself (its log has the details)."""
+
+
+class Unavailable(Rejected):
+    """Not ready, or shutting down."""
+
+
+class Refused(Rejected):
+    """A refusal Starlette made itself, with the status it chose (the only kind that brings its own)."""
+
+    def __init__(self, status: int, field: str | None, expected: str, received: str, **options: Any) -> None:
+        super().__init__(field, expected, received, **options)
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+
+# The one place that says which HTTP status answers which kind of refusal.
+STATUS: dict[type[Rejected], int] = {
+    Malformed: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    NotAcceptable: 406,
+    TooSlow: 408,
+    Conflict: 409,
+    TooLarge: 413,
+    UnsupportedType: 415,
+    HeadersTooLarge: 431,
+    Invalid: 422,
+    Busy: 429,
+    Failed: 500,
+    Unavailable: 503,
+}
 
 
 # Pydantic names the member of a union that a value failed as one more step of its location, e.g.
@@ -132,14 +234,14 @@ def validation_body(errors: Sequence[Any], prefix_parts: int = 0) -> dict[str, A
     }
 
 
-def invalid(error: ValidationError) -> Rejected:
+def invalid(error: ValidationError) -> Invalid:
     """A 422 for a request body that failed its schema.
 
     Only the code that validates a request calls this: a ValidationError raised anywhere else is a bug of
     ours, and reaches the caller as a 500, not as a 422 blaming the request.
     """
     body = validation_body(error.errors(include_url=False))
-    return Rejected(422, body["field"], body["expected"], body["received"], detail=body["detail"])
+    return Invalid(body["field"], body["expected"], body["received"], detail=body["detail"])
 
 
 def internal_error_body(request_id: str | None) -> dict[str, Any]:
@@ -169,11 +271,11 @@ async def send_error(
 def http_rejection(exc: HTTPException, method: str, path: str) -> Rejected:
     """Starlette's own errors (unknown path, wrong method, unreadable multipart) in the shape of ours."""
     if exc.status_code == 404:
-        return Rejected(404, "path", "a path this service serves (listed at /openapi.json)", shown(path))
+        return NotFound("path", "a path this service serves (listed at /openapi.json)", shown(path))
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        return Rejected(405, "method", f"one of {allowed}", method, headers=exc.headers)
-    return Rejected(exc.status_code, None, "a well-formed request", str(exc.detail), headers=exc.headers)
+        return MethodNotAllowed("method", f"one of {allowed}", method, headers=exc.headers)
+    return Refused(exc.status_code, None, "a well-formed request", str(exc.detail), headers=exc.headers)
 
 
 async def _rejected(request: Request, exc: Exception) -> JSONResponse:
@@ -189,7 +291,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # FastAPI's locations start with where the value came from ("query", "path"); say so only once.
-    return JSONResponse(validation_body(exc.errors(), prefix_parts=1), status_code=422)
+    return JSONResponse(validation_body(exc.errors(), prefix_parts=1), status_code=STATUS[Invalid])
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -204,12 +306,14 @@ ERROR_MEANINGS = {
     401: "no or a wrong API key (only when DISENTANGLE_API_KEY is set)",
     403: "not allowed from where the request came",
     404: "no such model, card picture or path",
+    405: "a method the path does not take",
     406: "Accept: image/png for more than one image",
     408: "request headers or body not sent in time",
     409: "some artifact folders failed to load; their previous models still serve",
     413: "body, item count, image side or pixel count over a limit",
     415: "a Content-Type this route does not read",
     422: "a value the route cannot use, naming the field, the expected and the received",
+    431: "more request header lines or header bytes than allowed",
     429: "the queue or the admission backlog is full; retry after Retry-After seconds",
     500: "a failure of the service itself: only the request id, under which its log has the details",
     503: "not ready: no model, a network that keeps failing, or shutting down",

@@ -20,12 +20,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.datastructures import QueryParams
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.dependencies import bearer_token, check_api_key
-from service.payloads import Call, Reply
+from service.payloads import Call, Reply, read_body
 from service.registry import Registry
 from service.routes import decode, encode, synthesize
 from service.settings import Settings
@@ -59,17 +59,6 @@ def header_map(scope: Scope) -> dict[str, str]:
 
 
 EMPTY_QUERY: Mapping[str, str] = MappingProxyType({})
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class FastRoutes:

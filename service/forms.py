@@ -21,7 +21,7 @@ from types import MappingProxyType
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import Rejected, shown
+from service.errors import Malformed, Rejected, TooLarge, shown
 
 MAX_FIELD_BYTES = 1 << 20  # a text field (not a file): what Starlette's parser allows too
 # Header values up to this long are parsed once and remembered; longer ones (no client sends them) each time,
@@ -75,7 +75,7 @@ class _Parts:
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         self._data += data[start:end]
         if not self._is_file and len(self._data) > MAX_FIELD_BYTES:
-            raise Rejected(413, "body", "form fields of at most 1 MiB each (send images as files)", "a larger one")
+            raise TooLarge("body", "form fields of at most 1 MiB each (send images as files)", "a larger one")
 
     def on_part_end(self) -> None:
         value = bytes(self._data) if self._is_file else _text(self._data, self.charset)
@@ -107,7 +107,7 @@ class _Parts:
         else:
             self.fields += 1
         if self.files > self.max_files or self.fields > self.max_fields:
-            raise Rejected(413, "images", f"at most {self.max_files} images per request", "more")
+            raise TooLarge("images", f"at most {self.max_files} images per request", "more")
 
     def whole(self, disposition: bytes, data: bytes) -> None:
         """A part read in one piece: as the callbacks would see it."""
@@ -150,7 +150,7 @@ def _plain_parts(body: bytes, boundary: bytes) -> list[tuple[bytes, bytes]] | No
 
 
 def _malformed(received: str) -> Rejected:
-    return Rejected(400, "body", "a well-formed multipart/form-data body", received)
+    return Malformed("body", "a well-formed multipart/form-data body", received)
 
 
 def parse_form(

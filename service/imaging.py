@@ -23,7 +23,7 @@ from PIL import Image
 
 from contract.grid import tile
 from contract.images import prepare_array, prepare_pixels, to_pixels, unit_range, upright_pixels
-from service.errors import Rejected, shown
+from service.errors import Invalid, Rejected, TooLarge, shown
 
 PNG_LEVEL = 1
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -70,8 +70,7 @@ def from_base64(text: str, field: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise Rejected(
-            422,
+        raise Invalid(
             field,
             "a base64 PNG or JPEG (optionally a data: URL)",
             f"a string that is not base64: {shown(text)}",
@@ -105,9 +104,9 @@ class ImageReader:
         except Image.DecompressionBombError:
             raise self._too_large(field, "an image whose header claims billions of pixels") from None
         except (OSError, ValueError):
-            raise Rejected(422, field, "a PNG or JPEG image", f"{len(data)} bytes that are not one") from None
+            raise Invalid(field, "a PNG or JPEG image", f"{len(data)} bytes that are not one") from None
         if picture.format not in READABLE_FORMATS:
-            raise Rejected(422, field, "a PNG or JPEG image", f"a {picture.format} image")
+            raise Invalid(field, "a PNG or JPEG image", f"a {picture.format} image")
         width, height = picture.size
         if max(width, height) > self.max_side:
             raise self._too_large(field, f"{width}x{height} pixels")
@@ -115,7 +114,7 @@ class ImageReader:
         try:
             pixels = upright_pixels(picture)  # (H, W) or (H, W, 3) uint8, as the picture is meant to be seen
         except (OSError, ValueError):
-            raise Rejected(422, field, "a complete PNG or JPEG image", "a truncated or corrupt one") from None
+            raise Invalid(field, "a complete PNG or JPEG image", "a truncated or corrupt one") from None
         if pixels.shape[:2] != (self.height, self.width):
             self._check_size(field, pixels.shape[1], pixels.shape[0])
         return unit_range(prepare_pixels(pixels, (self.channels, self.height, self.width)))
@@ -126,20 +125,20 @@ class ImageReader:
         try:
             array = np.asarray(value, dtype=np.float32)
         except (ValueError, TypeError):
-            raise Rejected(422, field, expected, "a ragged or non-numeric array") from None
+            raise Invalid(field, expected, "a ragged or non-numeric array") from None
         if array.ndim == 2:
             array = array[None]
         if array.ndim != 3 or array.shape[0] not in (1, 3):
-            raise Rejected(422, field, expected, f"shape {tuple(array.shape)}", hint="channels come first")
+            raise Invalid(field, expected, f"shape {tuple(array.shape)}", hint="channels come first")
         if array.size == 0:
-            raise Rejected(422, field, expected, f"an empty array of shape {tuple(array.shape)}")
+            raise Invalid(field, expected, f"an empty array of shape {tuple(array.shape)}")
         if max(array.shape[1:]) > self.max_side:
             raise self._too_large(field, f"{array.shape[2]}x{array.shape[1]} pixels")
         self._spend(field, array.shape[1] * array.shape[2])
         if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
             low, high = float(np.nanmin(array)), float(np.nanmax(array))
             received = f"values in [{low}, {high}]" if math.isfinite(low + high) else "a non-finite value"
-            raise Rejected(422, field, expected, received)
+            raise Invalid(field, expected, received)
         if array.shape[1:] != (self.height, self.width):
             self._check_size(field, array.shape[2], array.shape[1])
         return prepare_array(array, (self.channels, self.height, self.width))
@@ -148,8 +147,7 @@ class ImageReader:
         """Counts an image against the request's pixel budget before it is decoded or converted."""
         self.pixels += pixels
         if self.pixels > self.max_pixels:
-            raise Rejected(
-                413,
+            raise TooLarge(
                 field,
                 f"at most {self.max_pixels} pixels in one request, all images together",
                 f"{self.pixels} with this image",
@@ -157,8 +155,7 @@ class ImageReader:
 
     def _check_size(self, field: str, width: int, height: int) -> None:
         if not self.resize:
-            raise Rejected(
-                422,
+            raise Invalid(
                 field,
                 f"{self.width}x{self.height} pixels",
                 f"{width}x{height}",
@@ -170,4 +167,4 @@ class ImageReader:
         return f"({c}, {h}, {w}) or ({h}, {w})" if c == 1 else f"({c}, {h}, {w})"
 
     def _too_large(self, field: str, received: str) -> Rejected:
-        return Rejected(413, field, f"an image of at most {self.max_side} pixels a side", received)
+        return TooLarge(field, f"an image of at most {self.max_side} pixels a side", received)

@@ -53,6 +53,12 @@ class Metrics:
             ["model", "network"],
             registry=self.registry,
         )
+        self.disconnects = Counter(
+            "disentangle_client_disconnects",
+            "requests whose client hung up before the answer (status 499 in disentangle_requests), by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+        )
         # Read when /metrics is scraped (``Admission`` sets their functions): nothing on the request path.
         self.admitted = Gauge(
             "disentangle_admission_in_progress", "inference requests inside the app (at most admission_limit)",

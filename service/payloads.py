@@ -10,6 +10,7 @@ raw ASGI fast path (service/fastpath.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
-from service.errors import Rejected, invalid
+from service.errors import TooLarge, UnsupportedType, invalid
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -27,6 +30,14 @@ MULTIPART = "multipart/form-data"
 BINARY = "application/octet-stream"
 PNG = "image/png"
 GIF = "image/gif"
+# A JSON body whose parse grows with its size is parsed in a pool thread above this, so the event loop never
+# waits on it; below it, two thread hand-offs would cost more than the parse.
+INLINE_BODY_BYTES = 16 << 10
+# Values in one JSON body handed to pydantic, counted by its commas before it is parsed: each becomes a Python
+# object, and a body of tiny lists ("[0],[0],...") would otherwise take some fifty times its size in memory.
+# Far above what a valid request holds (256 latents of 1,024 values); nested image arrays never count, as
+# service/arraytext.py reads those.
+MAX_JSON_VALUES = 1 << 18
 
 
 @dataclass
@@ -59,11 +70,23 @@ class Call:
         kind = self.content_type()
         if kind != JSON:
             expected = " or ".join((JSON, *also))
-            raise Rejected(415, "Content-Type", expected, repr(kind) if kind else "none")
+            raise UnsupportedType("Content-Type", expected, repr(kind) if kind else "none")
         return await self.read()
 
     async def parse_json(self, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
-        return validated(schema, await self.json_body(also))
+        return await validated_off_loop(schema, await self.json_body(also))
+
+
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body from its ASGI ``receive``; a client that hangs up raises ``ClientDisconnect``."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def content_type(request: Request) -> str:
@@ -85,20 +108,30 @@ async def json_body(request: Request, also: tuple[str, ...] = ()) -> bytes:
     kind = content_type(request)
     if kind != JSON:
         expected = " or ".join((JSON, *also))
-        raise Rejected(415, "Content-Type", expected, repr(kind) if kind else "none")
+        raise UnsupportedType("Content-Type", expected, repr(kind) if kind else "none")
     return await request.body()
 
 
 def validated(schema: type[Schema], body: bytes) -> Schema:
     """``body`` as ``schema``, or a 422: the one place where a pydantic error blames the request."""
+    values = body.count(b",") + 1
+    if values > MAX_JSON_VALUES:
+        raise TooLarge("body", f"JSON of at most {MAX_JSON_VALUES} values", f"{values} (counted by commas)")
     try:
         return schema.model_validate_json(body)
     except ValidationError as error:
         raise invalid(error) from None
 
 
+async def validated_off_loop(schema: type[Schema], body: bytes) -> Schema:
+    """``validated``, in a pool thread for a body large enough that its parse would hold up the event loop."""
+    if len(body) <= INLINE_BODY_BYTES:
+        return validated(schema, body)
+    return await asyncio.get_running_loop().run_in_executor(None, validated, schema, body)
+
+
 async def parse_json(request: Request, schema: type[Schema], also: tuple[str, ...] = ()) -> Schema:
-    return validated(schema, await json_body(request, also))
+    return await validated_off_loop(schema, await json_body(request, also))
 
 
 def json_bytes(payload: dict[str, Any]) -> bytes:

@@ -5,10 +5,10 @@ both ONNX files, the networks' input and output shapes, one warm-up run); a fold
 recorded with the reason and skipped, so one broken artifact never takes the others down.
 
 A loaded model lives in memory; its files may change under it. ``Registry.check_files`` (run by /readyz and
-/models) notices a file that vanished or no longer matches its manifest and reports the model as broken
-while it keeps serving from memory. ``reload_registry`` builds the next registry from the folders as they
-are now: unchanged artifacts keep their sessions, changed ones are loaded afresh, and one that fails to load
-keeps its previous model.
+/models) notices a file that vanished or no longer matches its manifest and reports that model as degraded
+while it keeps serving from memory; the service as a whole stays ready. ``reload_registry`` builds the next
+registry from the folders as they are now: unchanged artifacts keep their sessions, changed ones are loaded
+afresh, and one that fails to load keeps its previous model.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import ValidationError
 
+from contract.bounds import LatentBounds, latent_bounds
 from contract.manifest import CARD_DIR, MANIFEST_NAME, Manifest, read_manifest, sha256_of
-from service.errors import Rejected, shown, validation_body
+from contract.tensors import DECODER_OUTPUTS, IMAGE, LATENT, encoder_outputs
+from service.errors import NotFound, shown, validation_body
 from service.metrics import Metrics
 from service.runtime import Batcher, open_session
 from service.settings import Settings
@@ -64,6 +66,10 @@ class Model:
     # (file name, its stat) -> its sha256, so that an unchanged file is hashed once, not on every check
     _hashed: dict[tuple[str, Stat], str] | None = None
     _checked: tuple[tuple[Stat | None, ...], str | None] | None = None  # the files' stats, and what they meant
+    bounds: LatentBounds = field(init=False)  # what a latent to decode must lie within, from the manifest
+
+    def __post_init__(self) -> None:
+        self.bounds = latent_bounds(self.manifest)
 
     @property
     def name(self) -> str:
@@ -145,13 +151,29 @@ class Registry:
 
     @property
     def problem(self) -> str | None:
-        """Why the service is not ready, or None when it is."""
+        """Why the service is not ready, or None when it is: ready while the default model serves.
+
+        A model whose files went bad on disk serves from memory, and another model's failing network concerns
+        requests to that model only: both degrade that model (``model_problem``), never the service. Every
+        replica mounts the same model folder, so one bad upload would otherwise take them all out at once.
+        """
         if not self.models:
             return "no model loaded" + (f"; broken: {[b.folder for b in self.broken]}" if self.broken else "")
         if self.default is None:
             return f"the configured default model {self.configured_default!r} is not loaded"
-        problems = [why for m in self.models.values() for b in (m.encoder, m.decoder) if (why := b.failing) is not None]
-        problems += [f"{name}'s files: {why} (still serving from memory)" for name, why in self.on_disk.items()]
+        return self.failing(self.default)
+
+    def failing(self, name: str) -> str | None:
+        """Why model ``name`` cannot answer requests now (a network that keeps failing), or None."""
+        model = self.models[name]
+        problems = [why for b in (model.encoder, model.decoder) if (why := b.failing) is not None]
+        return "; ".join(problems) if problems else None
+
+    def model_problem(self, name: str) -> str | None:
+        """What is wrong with model ``name``: a failing network, or its files on disk (it serves from memory)."""
+        problems = [why] if (why := self.failing(name)) is not None else []
+        if name in self.on_disk:
+            problems.append(f"{name}'s files: {self.on_disk[name]} (still serving from memory)")
         return "; ".join(problems) if problems else None
 
     def get(self, name: str | None) -> Model:
@@ -159,7 +181,7 @@ class Registry:
         if key is not None and key in self.models:
             return self.models[key]
         received = shown(name) if name is not None else f"no model, and the default ({self.problem})"
-        raise Rejected(404, "model", f"one of {list(self.models)}", received)
+        raise NotFound("model", f"one of {list(self.models)}", received)
 
     async def close(self) -> None:
         for model in self.models.values():
@@ -173,8 +195,7 @@ Role = Literal["encoder", "decoder"]
 def networks(manifest: Manifest) -> tuple[tuple[Role, str, list[str]], ...]:
     """Each network's role, its input name and the outputs the service reads, in that order. An encoder whose
     layout has categorical parts also answers their probabilities."""
-    encoder_outputs = ["mu", "logvar"] + (["probabilities"] if manifest.layout.classes else [])
-    return (("encoder", "image", encoder_outputs), ("decoder", "z", ["image"]))
+    return (("encoder", IMAGE, encoder_outputs(manifest.layout)), ("decoder", LATENT, DECODER_OUTPUTS))
 
 
 def _file(folder: Path, manifest: Manifest, role: Role, digests: dict[str, str]) -> Path:

@@ -31,7 +31,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.cpus import available_cpus
-from service.errors import Rejected
+from service.errors import Busy, Failed, Rejected, Unavailable
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -126,8 +126,7 @@ class Batcher:
     async def submit(self, rows: np.ndarray, finish: Finish | None = None) -> Any:
         """Run ``rows`` (B, ...) float32 in some batch; return ``finish(outputs)`` or the outputs."""
         if self._pending + len(self._turn or ()) >= self.depth:
-            raise Rejected(
-                429,
+            raise Busy(
                 None,
                 f"at most {self.depth} requests queued for {self.model}'s {self.network}",
                 "one more",
@@ -218,8 +217,8 @@ class Batcher:
         self._answer_queued(jobs, [self._stopping() for _ in jobs])
 
     @staticmethod
-    def _stopping() -> Rejected:
-        return Rejected(503, None, "a running service", "one shutting down")
+    def _stopping() -> Unavailable:
+        return Unavailable(None, "a running service", "one shutting down")
 
     @property
     def failing(self) -> str | None:
@@ -267,9 +266,9 @@ class Batcher:
         self._failures.inc()
         log.error("a batch of %s's %s failed", self.model, self.network, exc_info=error)
 
-    def _failure(self) -> Rejected:
+    def _failure(self) -> Failed:
         """What a request whose batch failed is answered: a 500 naming the network, no internals."""
-        return Rejected(500, None, f"a successful run of {self.model}'s {self.network}", "a failed run (logged)")
+        return Failed(None, f"a successful run of {self.model}'s {self.network}", "a failed run (logged)")
 
     def _take(self) -> list[_Job]:
         """Up to ``max_size`` rows from the queue, after waiting (if configured) for the batch to fill."""

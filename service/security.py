@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.errors import Rejected, shown
+from service.errors import Malformed, Rejected, shown
 
 WILDCARD = "*"
 # What a browser on this machine calls a loopback-bound service. Always trusted: a rebinding page's requests
@@ -78,8 +78,7 @@ class TrustedHosts:
         return name in self.exact or name.endswith(self.suffixes)
 
     def rejection(self, host: str | None) -> Rejected:
-        return Rejected(
-            400,
+        return Malformed(
             "Host",
             f"one of the trusted hosts {self.shown}",
             shown(host) if host else "none",

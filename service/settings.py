@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     )
 
     max_body_bytes: int = Field(default=16 * MIB, ge=1024, description="larger request bodies get a 413")
+    max_latent_body_bytes: int = Field(
+        default=2 * MIB,
+        ge=1024,
+        description="bodies of /decode, /traverse and /synthesize (latents and options, a base image); 413 above",
+    )
     max_items: int = Field(default=256, ge=1, description="images or latents in one request")
     max_image_side: int = Field(default=1024, ge=8, description="pixels; larger uploads get a 413")
     max_request_pixels: int = Field(
@@ -48,7 +53,6 @@ class Settings(BaseSettings):
         default=2, ge=1, description="large uploads (over 1 MiB) read and decoded at once; the rest wait their turn"
     )
     max_traverse_steps: int = Field(default=32, ge=2)
-    latent_bound: float = Field(default=20.0, gt=0, description="latent values must lie in [-bound, bound]")
 
     batch_max_size: int = Field(default=64, ge=1, description="rows per onnxruntime run; 1 turns batching off")
     batch_max_wait_ms: float = Field(
@@ -78,12 +82,31 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(default=1, ge=0)
     providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [CPU_PROVIDER])
 
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="also answer GET /healthz on this port, from a thread that no request backlog can hold up "
+        "(service/liveness.py): point liveness probes here",
+    )
+    health_stale_s: float = Field(
+        default=10.0, gt=0, description="the liveness port answers 503 once the event loop has not turned this long"
+    )
+    max_headers: int = Field(default=100, ge=16, description="header lines in one request; more get a 431")
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=4096, description="request line and headers together, in bytes; more get a 431"
+    )
     header_timeout_s: float = Field(
         default=5.0, gt=0, description="a connection's request headers must be complete this long after it starts"
     )
     body_timeout_s: float = Field(
         default=5.0, gt=0, description="longest silence inside a request body before a 408 and a closed connection"
     )
+    body_min_rate: float = Field(
+        default=1024.0, ge=0, description="bytes/s a request body must average once body_grace_s has passed; 408"
+    )
+    body_grace_s: float = Field(default=5.0, ge=0, description="how long a body may start slowly")
+    body_total_s: float = Field(default=120.0, gt=0, description="a request body must be complete within this; 408")
     shutdown_timeout_s: float = Field(
         default=5.0, ge=0, description="on SIGTERM, how long requests in flight may still run before they are cut"
     )

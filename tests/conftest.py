@@ -40,9 +40,9 @@ def joint_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
 
     from contract.manifest import FactorSpec, read_manifest, write_manifest
-    from training.calibrate import calibrate
     from training.cli import main
     from training.data import get_dataset
+    from training.evaluate.calibrate import calibrate
     from training.evaluate.onnx_model import OnnxModel
 
     root = tmp_path_factory.mktemp("smoke_joint")
@@ -78,3 +78,15 @@ def infogan_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code = main([*INFOGAN_SMOKE, "--out-dir", str(root / "runs"), "--export-dir", str(artifact)])
     assert code == 0
     return artifact
+
+
+@pytest.fixture(scope="session")
+def digits_joint_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder for /edit and the drawing pad: the shipped digits JointVAE (calibrated on the digits'
+    factors) and a copy of it without its calibration, named ``uncalibrated``."""
+    from service_harness import REPO, copy_artifact
+
+    root = tmp_path_factory.mktemp("digits-joint") / "models"
+    copy_artifact(REPO / "models" / "digits_joint_vae", root, "digits_joint_vae")
+    copy_artifact(REPO / "models" / "digits_joint_vae", root, "uncalibrated", lambda m: m.update(calibration=None))
+    return root

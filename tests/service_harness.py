@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from contract.manifest import Manifest
+
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
@@ -139,13 +141,57 @@ def add_calibration(manifest: dict[str, Any]) -> None:
     manifest["calibration"] = {"base": base, "factors": factors}
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (labels matched as given, in any order)."""
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of one metric in Prometheus text format, as (labels, value). Label values may hold any
+    character, braces included (an endpoint label is a route template such as "/models/{name}")."""
+    found = []
     for line in text.splitlines():
         match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
         if match is None or match.group(1) != name:
             continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        found.append((labels, float(match.group(3))))
+    return found
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (labels matched as given, in any order)."""
+    for found, value in samples(text, name):
         if all(found.get(k) == v for k, v in labels.items()):
-            return float(match.group(3))
+            return value
     raise KeyError(f"{name}{labels} not in metrics")
+
+
+AE = "dsprites_ae"  # a plain autoencoder: no prior
+GAN = "digits_infogan"  # continuous codes ~ U(-1, 1)
+
+
+def priors_folder(root: Path) -> Path:
+    """A model folder under ``root`` with the shipped autoencoder and InfoGAN, linked."""
+    folder = root / "models"
+    folder.mkdir()
+    for name in (AE, GAN):
+        (folder / name).symlink_to(REPO / "models" / name)
+    return folder
+
+
+def calibrated_request(manifest: Manifest, rng: np.random.Generator) -> dict[str, float | str]:
+    """Every factor named, each at a value drawn from its calibration (a number anywhere between its values)."""
+    assert manifest.calibration is not None
+    request: dict[str, float | str] = {}
+    for factor in manifest.calibration.factors:
+        if any(isinstance(v, str) for v in factor.values):
+            request[factor.name] = str(rng.choice([str(v) for v in factor.values]))
+        else:
+            numbers = [float(v) for v in factor.values]
+            request[factor.name] = float(rng.uniform(min(numbers), max(numbers)))
+    return request
+
+
+def answers_by_endpoint(text: str) -> dict[str, dict[str, float]]:
+    """The server's own count of its answers: {endpoint (route template or "unmatched"): {status: count}}."""
+    counts: dict[str, dict[str, float]] = {}
+    for labels, value in samples(text, "disentangle_requests_total"):
+        by_status = counts.setdefault(labels["endpoint"], {})
+        by_status[labels["status"]] = by_status.get(labels["status"], 0.0) + value
+    return counts

@@ -53,9 +53,26 @@ def test_an_array_over_the_budget_is_a_413() -> None:
 
 def test_split_takes_only_the_arrays_of_the_named_list() -> None:
     body = {"model": "x [1, 2]", "images": ["abc", [[0.5, 1]], [[2]]], "other": {"images": [[9]]}}
-    parts = split(json.dumps(body).encode(), "images")
+    parts = split(json.dumps(body).encode(), "images", 256)
     assert json.loads(parts.rest)["images"] == ["abc", [], []]
     assert json.loads(parts.rest)["model"] == "x [1, 2]" and json.loads(parts.rest)["other"] == {"images": [[9]]}
     assert {i: json.loads(text) for i, text in parts.arrays.items()} == {1: [[0.5, 1]], 2: [[2]]}
     with pytest.raises(NotArrayText):
-        split(b'{"images": "not a list"}', "images")
+        split(b'{"images": "not a list"}', "images", 256)
+
+
+@pytest.mark.parametrize("depth", [4, 65, 10_000])
+def test_arrays_nested_past_the_allowed_depth_are_a_422_at_the_first_level_too_deep(depth: int) -> None:
+    with pytest.raises(Rejected) as refused:
+        read("[" * depth + "0.5" + "]" * depth, max_numbers=10)
+    assert refused.value.status == 422 and refused.value.field == "images[0][0][0][0]"
+    assert "at most 3 levels of lists" in refused.value.expected
+
+
+def test_a_list_of_more_items_than_allowed_is_a_413_at_the_item_past_the_limit() -> None:
+    body = b'{"images": [' + b",".join([b'"a"'] * 1000) + b"]}"
+    with pytest.raises(Rejected) as refused:
+        split(body, "images", 10)
+    assert refused.value.status == 413 and refused.value.field == "images"
+    assert refused.value.expected == "at most 10 items per request"
+    assert len(split(body, "images", 1000).rest) == len(body)

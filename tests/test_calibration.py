@@ -10,7 +10,7 @@ import pytest
 
 from contract.calibration import FactorRequestError, latent_for
 from contract.manifest import Calibration, FactorCalibration, FactorSpec, FactorValue
-from training.calibrate import calibrate, calibrate_groups, grow_groups, select_dims, shared_groups
+from training.evaluate.calibrate import calibrate, calibrate_groups, grow_groups, select_dims, shared_groups
 from training.evaluate.source import CodeSource
 
 SHAPES: list[FactorValue] = ["square", "ellipse", "heart"]

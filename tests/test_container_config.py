@@ -125,7 +125,10 @@ def test_kubernetes_objects_refer_to_each_other_and_to_the_service() -> None:
 
     (api,) = pod["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in api["ports"]}
-    assert ports == {"http": image_port()} and service["spec"]["ports"][0]["targetPort"] == "http"
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert ports == {"http": image_port(), "health": int(env["DISENTANGLE_HEALTH_PORT"])}
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert api["livenessProbe"]["httpGet"]["port"] == "health"  # the thread that no backlog holds up
     routes = {route.path for route in health_router.routes}  # type: ignore[attr-defined]
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz" and "/readyz" in routes
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz" and "/healthz" in routes

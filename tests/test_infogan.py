@@ -16,13 +16,15 @@ import torch
 from service_harness import serve
 
 from contract.manifest import read_manifest, sha256_of
+from contract.ranges import dim_range
+from training.checkpoints import CHECKPOINT, LOG, load_checkpoint
 from training.cli import main
 from training.data import get_dataset
+from training.export import export_run
 from training.gan import CodeLayout, InfoGAN
 from training.infogan import (
     CODE_SD,
     InfoGANConfig,
-    adam,
     adversarial_step,
     build_infogan,
     info_loss,
@@ -32,7 +34,7 @@ from training.infogan import (
     supervised_columns,
     train_infogan,
 )
-from training.train import CHECKPOINT, LOG, load_checkpoint
+from training.run import make_optimizer as adam
 
 LAYOUT = CodeLayout(continuous=2, categorical=(10,), noise=4)  # the smoke model's, as in conftest.INFOGAN_SMOKE
 
@@ -284,3 +286,24 @@ def test_a_real_server_decodes_each_class_of_the_infogan_by_its_index(infogan_ar
     (expected,) = decoder.run(["image"], {"z": flat})
     assert served.shape == (10, 1, 64, 64)
     np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_the_artifact_states_the_codes_uniform_prior_and_declares_probabilities_only_with_a_categorical_code(
+    tmp_path: Path, infogan_artifact: Path
+) -> None:
+    manifest = read_manifest(infogan_artifact)
+    assert manifest.layout.prior.kind == "uniform" and (manifest.layout.prior.low, manifest.layout.prior.high) == (
+        -1,
+        1,
+    )
+    for dim in range(manifest.layout.continuous):  # what /traverse walks, the sliders span and the card draws
+        low, high = dim_range(manifest, dim)
+        assert -1 <= low < high <= 1
+    shipped = read_manifest(Path(__file__).resolve().parent.parent / "models" / "digits_infogan")
+    assert shipped.layout.prior.kind == "uniform"
+
+    run = train_infogan(tiny(tmp_path, steps=2, categorical_codes=[]))
+    plain = export_run(run, tmp_path / "plain")
+    assert plain.layout.classes == 0
+    encoder = ort.InferenceSession(str(tmp_path / "plain" / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in encoder.get_outputs()] == ["mu", "logvar"]

@@ -16,9 +16,10 @@ import torch
 
 from contract.calibration import latent_for
 from contract.manifest import FactorSpec, LatentLayout, read_manifest
-from training.calibrate import calibrate, calibrate_groups, class_dependence
 from training.card import traversal_grid
+from training.checkpoints import CHECKPOINT, LOG, load_checkpoint
 from training.data import get_dataset
+from training.evaluate.calibrate import calibrate, calibrate_groups, class_dependence
 from training.evaluate.onnx_model import OnnxModel
 from training.evaluate.source import CodeSource
 from training.evaluate.table import row as table_row
@@ -34,17 +35,7 @@ from training.objectives import (
     label_squared_error,
     tc_decomposition,
 )
-from training.train import (
-    CHECKPOINT,
-    LOG,
-    LabelledSubset,
-    TrainConfig,
-    build_model,
-    frozen_copy,
-    labelled_loss,
-    load_checkpoint,
-    train,
-)
+from training.train import TrainConfig, build_model, frozen_copy, labelled_loss, labelled_subset, train
 
 
 def joint(tmp_path: Path, **overrides: object) -> TrainConfig:
@@ -172,15 +163,15 @@ def test_the_labelled_subset_is_fixed_small_and_checked_against_the_part(tmp_pat
 
     dataset = get_dataset("digits")
     cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit")
-    first, again = LabelledSubset.build(cfg, dataset), LabelledSubset.build(cfg, dataset)
+    first, again = labelled_subset(cfg, dataset), labelled_subset(cfg, dataset)
     assert len(first.labels) == round(0.01 * len(dataset))
     torch.testing.assert_close(first.images, again.images)
     assert set(first.labels.tolist()) == set(range(10))
     assert first.part == slice(0, 10)
     with pytest.raises(ValueError, match="'scale' has 4 values; the categorical part 'digit' it is tied to has 10"):
-        LabelledSubset.build(joint(tmp_path, label_fraction=0.01, label_factor="scale"), dataset)
+        labelled_subset(joint(tmp_path, label_fraction=0.01, label_factor="scale"), dataset)
     with pytest.raises(ValueError, match="label_factor must be one of"):
-        LabelledSubset.build(joint(tmp_path, label_fraction=0.01, label_factor="colour"), dataset)
+        labelled_subset(joint(tmp_path, label_fraction=0.01, label_factor="colour"), dataset)
 
 
 def test_labelled_draws_are_shifted_copies_of_the_labelled_images_and_repeat_on_resume(tmp_path: Path) -> None:
@@ -188,7 +179,7 @@ def test_labelled_draws_are_shifted_copies_of_the_labelled_images_and_repeat_on_
 
     dataset = get_dataset("digits")
     cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_batch=8, label_shift=3)
-    subset = LabelledSubset.build(cfg, dataset)
+    subset = labelled_subset(cfg, dataset)
     images, labels, targets = subset.batch(seed=0, rank=0, step=5)
     again, _, _ = subset.batch(seed=0, rank=0, step=5)
     assert images.shape == (8, 1, 64, 64) and labels.shape == (8,) and targets.shape == (8, 0)
@@ -216,7 +207,7 @@ def test_tied_continuous_factors_are_the_standardised_ground_truth_of_the_labell
 
     dataset = get_dataset("digits")
     cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="rotation, thickness")
-    subset = LabelledSubset.build(cfg, dataset)
+    subset = labelled_subset(cfg, dataset)
     assert subset.targets.shape == (len(subset.labels), 2)
     # Rotations -45..45 in steps of 15 have mean 0 and standard deviation 30: 45 degrees reads 1.5.
     assert set(np.round(subset.targets[:, 0].double().numpy(), 4).tolist()) == {-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5}
@@ -237,20 +228,20 @@ def test_tied_continuous_factors_are_the_standardised_ground_truth_of_the_labell
         joint(tmp_path, label_continuous="rotation")
     # a tied position moves with the labelled image where the dataset says how (digits), else it is refused
     moved = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_shift=2, label_continuous="posX")
-    assert LabelledSubset.build(moved, dataset).shift_rates is not None
+    assert labelled_subset(moved, dataset).shift_rates is not None
     sprites = joint(
         tmp_path, dataset="dsprites", categorical="shape:3", label_fraction=0.01, label_factor="shape", label_shift=2,
         label_continuous="posX",
     )  # fmt: skip
     with pytest.raises(ValueError, match="posX changes when the image moves; set label_shift = 0"):
-        LabelledSubset.build(sprites, get_dataset("dsprites"))
+        labelled_subset(sprites, get_dataset("dsprites"))
     with pytest.raises(ValueError, match="names 5 factors for 4 continuous dims"):
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="a,b,c,d,e")
     with pytest.raises(ValueError, match="unique"):
         joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="scale,scale")
     with pytest.raises(ValueError, match="expected factors among .* got 'colour'"):
         unknown = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_continuous="colour")
-        LabelledSubset.build(unknown, dataset)
+        labelled_subset(unknown, dataset)
 
 
 def test_dsprites_orientation_is_tied_as_the_angle_the_image_shows_on_two_dims(tmp_path: Path) -> None:
@@ -273,7 +264,7 @@ def test_dsprites_orientation_is_tied_as_the_angle_the_image_shows_on_two_dims(t
         tmp_path, dataset="dsprites", categorical="shape:3", label_fraction=0.001, label_factor="shape",
         latent_dim=3, label_continuous="scale,orientation",
     )  # fmt: skip
-    subset = LabelledSubset.build(cfg, dataset)
+    subset = labelled_subset(cfg, dataset)
     assert subset.targets.shape == (len(subset.labels), 3)
     assert (subset.targets[:, 1] ** 2 + subset.targets[:, 2] ** 2).numpy() == pytest.approx(1.0, abs=1e-6)
     too_small = joint(
@@ -281,7 +272,7 @@ def test_dsprites_orientation_is_tied_as_the_angle_the_image_shows_on_two_dims(t
         latent_dim=2, label_continuous="scale,orientation",
     )  # fmt: skip
     with pytest.raises(ValueError, match="'scale,orientation' takes 3 continuous dims, the model has 2"):
-        LabelledSubset.build(too_small, dataset)
+        labelled_subset(too_small, dataset)
 
 
 def test_joint_vae_trains_exports_with_parity_and_answers_probabilities(tmp_path: Path) -> None:
@@ -383,7 +374,7 @@ def test_a_label_warm_up_trains_the_encoder_alone_then_the_whole_model_and_resum
 def test_the_swap_term_asks_the_encoder_to_read_another_class_from_what_the_decoder_draws(tmp_path: Path) -> None:
     cfg = joint(tmp_path, label_fraction=0.01, label_factor="digit", label_warmup_steps=5, label_swap_weight=1.0)
     dataset = get_dataset(cfg.dataset)
-    subset = LabelledSubset.build(cfg, dataset)
+    subset = labelled_subset(cfg, dataset)
     torch.manual_seed(0)
     model = build_model(cfg, dataset)
     batch = subset.batch(cfg.seed, 0, step=3)

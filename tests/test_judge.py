@@ -14,10 +14,10 @@ from PIL import Image
 from service_harness import serve
 
 from contract.manifest import FactorSpec, read_manifest, write_manifest
-from training.calibrate import calibrate
 from training.cli import main
 from training.data import get_dataset
 from training.data.base import FactorDataset
+from training.evaluate.calibrate import calibrate
 from training.evaluate.judged_synthesis import balanced_classes, judge_request, synthesize
 from training.evaluate.onnx_model import OnnxModel
 from training.judge.artifact import JUDGE_ONNX, SHIPPED_JUDGES, OnnxJudge, heldout_indices, summarise
@@ -113,9 +113,9 @@ def test_judge_command_trains_exports_and_measures_a_judge(tmp_path: Path, capsy
             ["--dataset", "mnist"],
             "dataset: expected one with factors to judge, one of dsprites, digits, handwriting, got 'mnist'",
         ),
-        (["--dataset", "digits", "--steps", "0"], "steps: expected an integer >= 1, got 0"),
+        (["--dataset", "digits", "--steps", "0"], "steps must be a positive integer, got 0"),
         (["--dataset", "digits", "--blur-fraction", "2"], "blur_fraction: expected a number in [0, 1], got 2.0"),
-        (["--dataset", "digits", "--precision", "fp8"], "precision: expected auto, fp32 or bf16, got 'fp8'"),
+        (["--dataset", "digits", "--precision", "fp8"], "precision must be auto, fp32 or bf16, got 'fp8'"),
         (["--dataset", "digits", "--heldout", "90720"], "heldout: expected a count in (0, 90720), got 90720"),
     ],
 )
@@ -129,7 +129,7 @@ def test_judge_command_rejects_a_bad_config_and_an_out_that_is_a_file(tmp_path: 
     config = tmp_path / "judge.toml"
     config.write_text('dataset = "digits"\nepochs = 3\n')
     assert main(["judge", "--config", str(config)]) == 2
-    assert "unknown judge setting(s) epochs" in capsys.readouterr().err
+    assert "unknown config keys ['epochs'] for the judge" in capsys.readouterr().err
     assert main(["judge", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml" in capsys.readouterr().err
     taken = tmp_path / "taken"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from training.objectives import (
     capacity,
     capacity_weight,
     compute_loss,
+    gaussian_log_density,
     kl_per_dim,
     memory_log_weights,
     mss_log_weights,
@@ -38,21 +40,37 @@ def test_mss_puts_one_over_n_on_the_diagonal() -> None:
     assert strat.sum(1).tolist() == [1] * batch
 
 
-def test_mss_with_the_whole_dataset_in_the_batch_is_unbiased() -> None:
-    """With B = N + 1 impossible, take N = B: the weights then average q(z|n) over the whole dataset,
-    except that one row element carries (N - M)/(N M) = 1/(N(N-1)); the estimate of q(z) must still be a
-    convex combination, i.e. lie between the smallest and largest q(z|n)."""
-    torch.manual_seed(0)
-    batch = 8
-    mu, logvar = torch.randn(batch, 3), torch.randn(batch, 3) * 0.1
-    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-    log_w = mss_log_weights(batch, batch + 1)
-    from training.objectives import gaussian_log_density
+def test_mss_estimate_of_q_z_is_unbiased() -> None:
+    """E over batches of the MSS estimate of q(z) equals the full sum (1/N) sum_n q(z|n), computed exactly.
 
-    pair = gaussian_log_density(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0)).sum(2).double()
-    estimate = torch.logsumexp(log_w + pair, 1)
-    assert torch.all(estimate <= pair.max(1).values + 1e-9)
-    assert torch.all(estimate >= pair.min(1).values - 1e-9)
+    A dataset of N = 7 posteriors, z drawn from point 0, which sits in row 0 of every batch; the other M = 3 rows
+    are every ordered draw without replacement of the remaining 6 points (120 batches, equally likely). Averaging
+    the estimate over all of them is the expectation, with no sampling error."""
+    gen = torch.Generator().manual_seed(0)
+    n, batch, dims = 7, 4, 3
+    mu = torch.randn(n, dims, generator=gen, dtype=torch.float64)
+    logvar = torch.randn(n, dims, generator=gen, dtype=torch.float64) * 0.3
+    z = mu[0] + torch.randn(dims, generator=gen, dtype=torch.float64) * (0.5 * logvar[0]).exp()
+    q_given = gaussian_log_density(z.expand(n, dims), mu, logvar).sum(1).exp()  # (N,) q(z | n)
+    exact = q_given.mean()
+
+    weights = mss_log_weights(batch, n).exp()[0]  # row 0: the weights z's own batch gives each member
+    estimates = [
+        (weights * q_given[torch.tensor((0, *others))]).sum()
+        for others in itertools.permutations(range(1, n), batch - 1)
+    ]
+    assert len(estimates) == 120
+    torch.testing.assert_close(torch.stack(estimates).mean(), exact, rtol=1e-12, atol=0.0)
+    # Not a property any normalised weights have: putting the stratum weight on the sample itself biases it.
+    skewed = weights.clone()
+    skewed[0], skewed[1] = weights[1], weights[0]
+    biased = torch.stack(
+        [
+            (skewed * q_given[torch.tensor((0, *others))]).sum()
+            for others in itertools.permutations(range(1, n), batch - 1)
+        ]
+    ).mean()
+    assert not torch.isclose(biased, exact, rtol=1e-3)
 
 
 @pytest.mark.parametrize("estimator", ["mss", "mws"])

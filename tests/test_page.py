@@ -33,8 +33,8 @@ from PIL import Image
 from playwright.sync_api import Browser, FilePayload, Page, Request, Response, Route, ViewportSize, expect
 from service_harness import REPO, copy_artifact, serve
 
-from training.calibrate import calibrate
 from training.data.dsprites import DSprites
+from training.evaluate.calibrate import calibrate
 
 KEY = "page-test-key"
 DESKTOP = ViewportSize(width=1280, height=900)

@@ -25,12 +25,13 @@ def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield base
 
 
-def stalled_upload(url: str) -> socket.socket:
-    """A /decode whose client sends its headers and part of its body, then nothing: it holds its place."""
+def stalled_upload(url: str, length: int = 100_000) -> socket.socket:
+    """A /decode whose client sends its headers and part of its body, then nothing. A body larger than what
+    admission reads before it takes a place (64 KiB) holds its place; a smaller one holds none."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
-    head = b"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-    sock.sendall(head + b'{"latents": [[0.0, ')
+    head = f"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {length}"
+    sock.sendall(head.encode() + b'\r\n\r\n{"latents": [[0.0, ')
     return sock
 
 
@@ -50,6 +51,11 @@ def test_past_the_limit_requests_wait_and_past_the_backlog_get_a_429_before_thei
         assert http.post("/decode", json=GOOD).status_code == 200
         wait_until(lambda: gate(http) == (0, 0), "an empty gate", timeout_s=30)
         with ExitStack() as stack:
+            # Small bodies are read before a place is taken: clients stalling (or trickling) them hold none.
+            small = [stack.enter_context(stalled_upload(url, length=1000)) for _ in range(3)]
+            assert http.post("/decode", json=GOOD).status_code == 200 and gate(http) == (0, 0)
+            for sock in small:
+                sock.close()
             stack.enter_context(stalled_upload(url))  # in progress: the one place
             wait_until(lambda: gate(http) == (1, 0), "the first stalled upload to take the place", timeout_s=30)
             waiting = stack.enter_context(stalled_upload(url))  # the one waiting; its body is never read

@@ -1,4 +1,8 @@
-"""The micro-batcher under concurrent requests: they share onnxruntime runs and get the unbatched answers."""
+"""The micro-batcher under concurrent requests: they share onnxruntime runs and get the unbatched answers.
+
+Whether requests sent over sockets overlap in the server depends on how busy the machine is, so the tests
+through a real server assert what holds on any machine (every row answered, each answer the unbatched one);
+that runs form is shown in process, where the inference thread is held while the requests queue (``held``)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import http.client
 import io
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +35,6 @@ CONCURRENT = 24
 def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("service-batching") / "models"
     copy_artifact(smoke_artifact, root, "smoke")
-    # A generous wait makes the gathering certain, so the test does not depend on the machine's speed.
     with serve(root, batch_max_wait_ms=100, batch_max_size=64) as base:
         yield base
 
@@ -46,11 +50,11 @@ def batches(url: str, network: str) -> tuple[float, float, float]:
     )
 
 
-def test_concurrent_decodes_share_runs_and_equal_unbatched_results(url: str) -> None:
+def test_concurrent_decodes_equal_unbatched_results(url: str) -> None:
     latents = np.random.default_rng(1).normal(size=(CONCURRENT, 10)).astype(np.float32)
     with Client(url) as client:
         alone = [client.decode_arrays(z[None])[0] for z in latents[:4]]
-    runs_before, singles_before, rows_before = batches(url, "decoder")
+    runs_before, _, rows_before = batches(url, "decoder")
 
     async def together() -> list[np.ndarray]:
         async with AsyncClient(url) as client:
@@ -58,10 +62,9 @@ def test_concurrent_decodes_share_runs_and_equal_unbatched_results(url: str) -> 
         return [a[0] for a in answers]
 
     batched = asyncio.run(together())
-    runs, singles, rows = batches(url, "decoder")
+    runs, _, rows = batches(url, "decoder")
     assert rows - rows_before == CONCURRENT
-    assert runs - runs_before < CONCURRENT  # some runs carried several requests
-    assert (runs - runs_before) - (singles - singles_before) >= 1  # a run of more than one row
+    assert 1 <= runs - runs_before <= CONCURRENT
     for one, many in zip(alone, batched[:4], strict=True):
         np.testing.assert_allclose(many, one, atol=1e-5)
 
@@ -69,7 +72,7 @@ def test_concurrent_decodes_share_runs_and_equal_unbatched_results(url: str) -> 
         np.testing.assert_allclose(np.stack(batched), client.decode_arrays(latents), atol=1e-5)
 
 
-def test_concurrent_encodes_share_runs_and_keep_their_own_answers(url: str) -> None:
+def test_concurrent_encodes_keep_their_own_answers(url: str) -> None:
     pictures = []
     for k in range(8):
         picture = Image.new("L", (64, 64))
@@ -87,7 +90,7 @@ def test_concurrent_encodes_share_runs_and_keep_their_own_answers(url: str) -> N
 
     answers = asyncio.run(separately())
     runs, _, _ = batches(url, "encoder")
-    assert runs - runs_before < len(pictures)
+    assert 1 <= runs - runs_before <= len(pictures)
     np.testing.assert_allclose(np.concatenate([mu for mu, _ in answers]), together_mu, atol=1e-5)
     np.testing.assert_allclose(np.concatenate([lv for _, lv in answers]), together_logvar, atol=1e-5)
 
@@ -112,12 +115,12 @@ def _post(latent: np.ndarray, host: str) -> bytes:
     return head.encode() + body
 
 
-def test_without_a_batch_wait_concurrent_one_row_decodes_still_share_runs(default_url: str) -> None:
-    """A one-row request to an idle network runs at once on the event loop; that must not turn every request
-    under load into a run of its own (it did: a run on the loop leaves nothing queued for the next to join).
+def test_without_a_batch_wait_concurrent_one_row_decodes_get_their_lone_answers(default_url: str) -> None:
+    """Without a batch wait, one-row requests run on the event loop or in the thread, alone or in company,
+    whichever the timing gives: every one gets the PNG its latent gets alone, byte for byte.
 
-    Raw sockets, so that the requests really arrive together: each connection is open before any is sent,
-    and all are sent before any answer is read.
+    Raw sockets, so that the requests arrive as close together as the machine allows: each connection is open
+    before any is sent, and all are sent before any answer is read.
     """
     latents = np.random.default_rng(2).normal(size=(CONCURRENT, 10)).astype(np.float32)
     host_port = default_url.removeprefix("http://")
@@ -126,7 +129,7 @@ def test_without_a_batch_wait_concurrent_one_row_decodes_still_share_runs(defaul
         alone = [
             client.post("/decode", json={"latents": [z.tolist()]}, headers={"Accept": "image/png"}) for z in latents
         ]
-    runs_before, singles_before, rows_before = batches(default_url, "decoder")
+    runs_before, _, rows_before = batches(default_url, "decoder")
     answers: list[bytes] = []
     for _ in range(3):
         connections = [socket.create_connection((host, int(port)), timeout=30) for _ in latents]
@@ -141,10 +144,9 @@ def test_without_a_batch_wait_concurrent_one_row_decodes_still_share_runs(defaul
         finally:
             for connection in connections:
                 connection.close()
-    runs, singles, rows = batches(default_url, "decoder")
+    runs, _, rows = batches(default_url, "decoder")
     assert rows - rows_before == 3 * CONCURRENT
-    # Before the fix not one run carried two rows; with it, on this machine, 72 rows went in 8 runs.
-    assert (runs - runs_before) - (singles - singles_before) >= 1
+    assert 1 <= runs - runs_before <= 3 * CONCURRENT
     assert answers == [a.content for a in alone] * 3  # each the PNG its latent gets alone, byte for byte
 
 
@@ -186,6 +188,40 @@ def test_a_turn_on_the_loop_holds_at_most_a_batch_and_answers_those_who_joined_i
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert cancelled
     assert (runs, rows_run) == (1, 2)  # the two that joined, in one run; nobody waits for the leader's row
+
+
+def test_requests_that_queue_while_the_thread_is_busy_run_together(smoke_artifact: Path) -> None:
+    """The batching itself, held deterministic: with a batch wait every request queues for the one inference
+    thread, which is kept busy (``held``) while ten one-row requests come in one after another, each in its own
+    turn of the loop, as from separate clients. Once it is free they must run in full batches of four
+    (4 + 4 + 2), each answer the one its row gets alone. (Without a wait, requests that arrive in one turn run
+    together: test_a_turn_on_the_loop_holds_at_most_a_batch...; a lone one runs at once.)"""
+    settings = Settings(model_dir=smoke_artifact.parent, batch_max_size=4, batch_max_wait_ms=50)
+    session = open_session(smoke_artifact / "decoder.onnx", settings)
+    rows = np.random.default_rng(4).normal(size=(10, 1, 10)).astype(np.float32)
+    alone = [session.run(["image"], {"z": z})[0] for z in rows]
+    metrics = Metrics()
+
+    async def scenario() -> list[np.ndarray]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher("smoke", "decoder", session, ["image"], pool, metrics, settings)
+            held = threading.Event()
+            pool.submit(held.wait, 10)
+            requests = []
+            for z in rows:
+                requests.append(asyncio.ensure_future(batcher.submit(z)))
+                await asyncio.sleep(0)  # the next request comes in a later turn of the loop
+            held.set()
+            answers = await asyncio.wait_for(asyncio.gather(*requests), timeout=10)
+            return [out[0] for out in answers]
+
+    answers = asyncio.run(scenario())
+    for got, expected in zip(answers, alone, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    labels = {"model": "smoke", "network": "decoder"}
+    runs = metrics.registry.get_sample_value("disentangle_batch_size_count", labels)
+    rows_run = metrics.registry.get_sample_value("disentangle_batch_size_sum", labels)
+    assert (runs, rows_run) == (3, 10)
 
 
 def test_batches_run_on_the_loop_where_a_process_has_less_than_two_cpus_to_itself(tmp_path: Path) -> None:

@@ -127,3 +127,24 @@ def test_sigterm_exits_0_even_with_stalled_clients(model_dir: Path) -> None:
         assert httpx.get(f"{url}/healthz", timeout=WAIT_S).status_code == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_S) == 0
+
+
+def test_sigterm_answers_a_request_still_running_at_the_deadline_503_and_exits_0(model_dir: Path) -> None:
+    # A body that keeps coming (above the minimum rate, within the total deadline) keeps its request running.
+    settings = {"shutdown_timeout_s": 1, "body_min_rate": 10, "body_total_s": 60}
+    with server(model_dir, **settings) as (url, process), mid_body(url) as sock:
+        for _ in range(5):
+            sock.sendall(b"0.0, ")
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        for _ in range(15):  # the client goes on sending while the service shuts down
+            try:
+                sock.sendall(b"0.0, ")
+            except OSError:
+                break
+            time.sleep(0.2)
+        answer = read_until_closed(sock)
+        assert process.wait(timeout=WAIT_S) == 0
+    status, body = error_of(answer)
+    assert status == 503 and body["received"] == "the service is shutting down", body
+    assert b"retry-after: 1" in answer.lower()

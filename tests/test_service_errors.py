@@ -141,7 +141,7 @@ def test_json_bodies_must_be_labelled_application_json(http: httpx.Client) -> No
     body = json.dumps({"latents": [ZERO]}).encode()
     for kind in ("text/plain", "application/x-www-form-urlencoded", None):
         headers = {"Content-Type": kind} if kind else {}
-        for path in ("/decode", "/encode", "/traverse", "/synthesize"):
+        for path in ("/decode", "/encode", "/traverse", "/synthesize", "/edit"):
             answer = error(
                 http.post(path, content=body, headers=headers), 415, "Content-Type: expected application/json"
             )

@@ -165,7 +165,7 @@ def test_fast_paths_keep_request_ids_metrics_and_the_body_limit(servers: tuple[h
     fast.post("/decode", json={"latents": [[1.0]]}, headers=AUTH)
     oversized = fast.post("/decode", content=b" " * (1 << 20) + b"{}", headers=AUTH)
     assert oversized.status_code == 413 and "at most" in oversized.json()["detail"]
-    text = fast.get("/metrics").text
+    text = fast.get("/metrics", headers=AUTH).text
     assert metric(text, "disentangle_requests_total", endpoint="/decode", model="smoke", status="200") >= 1
     assert metric(text, "disentangle_requests_total", endpoint="/decode", model="smoke", status="422") >= 1
     assert metric(text, "disentangle_request_seconds_count", endpoint="/decode", model="smoke") >= 1

@@ -30,8 +30,14 @@ def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_api_key_guards_everything_but_health(url: str) -> None:
-    for path in ("/healthz", "/readyz", "/metrics"):
-        assert httpx.get(url + path).status_code == 200, path
+    assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+    # Open for orchestrators, but without the key it names no model: names are data the key guards.
+    assert httpx.get(url + "/readyz").json() == {"status": "ready"}
+    keyed = httpx.get(url + "/readyz", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert keyed["default"] == "smoke-b" and keyed["models"] == ["smoke", "smoke-b"]
+    for path in ("/metrics", "/readyz/smoke"):  # metrics' labels name the models
+        assert httpx.get(url + path).status_code == 401, path
+        assert httpx.get(url + path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200, path
     missing = httpx.get(url + "/models")
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert "Authorization: expected a 'Bearer <api key>' header" in missing.json()["detail"]

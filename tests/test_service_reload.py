@@ -1,8 +1,8 @@
 """Hot reload and files that go bad under a loaded model, against a real server and real artifact copies.
 
 A reload under steady traffic loses no request; a changed artifact is served after the reload; one that
-fails to load keeps its previous model; files truncated or deleted under a loaded model turn /readyz red
-and show in /models while the model keeps answering from memory.
+fails to load keeps its previous model; files truncated or deleted under a loaded model degrade that model
+(/models, /readyz/{name}) while it keeps answering from memory, and never make the service unready.
 """
 
 from __future__ import annotations
@@ -103,10 +103,12 @@ def test_a_failed_reload_keeps_the_old_model_and_says_why(url: str, models: Path
     intact = encoder.read_bytes()
     encoder.write_bytes(intact[: len(intact) // 2])  # truncated under the loaded model
 
-    ready = httpx.get(f"{url}/readyz")
+    assert httpx.get(f"{url}/readyz").status_code == 200  # the model serves from memory: degraded, not down
+    ready = httpx.get(f"{url}/readyz/smoke")
     assert ready.status_code == 503
     assert "smoke's files: encoder.onnx no longer matches the sha256" in ready.json()["detail"]
     listing = httpx.get(f"{url}/models").json()
+    assert listing["health"]["smoke"]["status"] == "degraded"
     assert [m["name"] for m in listing["models"]] == ["smoke"]
     assert any(b["folder"] == "smoke" and "still serving smoke from memory" in b["error"] for b in listing["broken"])
     assert httpx.post(f"{url}/encode", json={"images": [np.zeros((64, 64)).tolist()]}).status_code == 200
@@ -120,7 +122,8 @@ def test_a_failed_reload_keeps_the_old_model_and_says_why(url: str, models: Path
     assert httpx.post(f"{url}/encode", json={"images": [np.zeros((64, 64)).tolist()]}).status_code == 200
 
     encoder.write_bytes(intact)  # repaired: ready again, and the next reload is clean
-    assert httpx.get(f"{url}/readyz").status_code == 200
+    assert httpx.get(f"{url}/readyz/smoke").status_code == 200
+    assert httpx.get(f"{url}/readyz").json()["degraded"] == {}
     assert reload(url).status_code == 200
 
 
@@ -130,12 +133,34 @@ def test_a_deleted_model_folder_is_reported_and_still_served(url: str, models: P
     shutil.rmtree(models / "smoke")
     gone = httpx.get(picture)
     assert gone.status_code == 404 and gone.json()["field"] == "file", gone.text
-    ready = httpx.get(f"{url}/readyz")
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    ready = httpx.get(f"{url}/readyz/smoke")
     assert ready.status_code == 503 and "the folder smoke vanished" in ready.json()["detail"]
     assert httpx.post(f"{url}/decode", json=GOOD).status_code == 200
     after = reload(url)
     assert after.status_code == 200 and after.json()["kept"] == {"smoke": "the folder smoke vanished"}
     assert httpx.post(f"{url}/decode", json=GOOD).status_code == 200
+
+
+def test_one_models_folder_corrupted_then_deleted_leaves_the_service_ready_and_the_others_serving(
+    models: Path, smoke_artifact: Path
+) -> None:
+    copy_artifact(smoke_artifact, models, "smoke-b")
+    with serve(models, default_model="smoke-b") as url, Traffic(url) as traffic:  # traffic to the default
+        encoder = models / "smoke" / "encoder.onnx"
+        encoder.write_bytes(encoder.read_bytes()[:100])
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        assert httpx.get(f"{url}/readyz").json()["degraded"].keys() == {"smoke"}
+        assert httpx.get(f"{url}/models").json()["health"]["smoke-b"] == {"status": "ready", "problem": None}
+        shutil.rmtree(models / "smoke")
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200 and "the folder smoke vanished" in ready.json()["degraded"]["smoke"]
+        assert httpx.get(f"{url}/readyz/smoke").status_code == 503
+        assert httpx.get(f"{url}/readyz/smoke-b").json() == {"model": "smoke-b", "status": "ready"}
+        assert reload(url).status_code == 200
+        assert httpx.get(f"{url}/readyz").status_code == 200
+    assert set(traffic.statuses) == {200}, traffic.statuses
+    assert sum(traffic.statuses.values()) > 10
 
 
 def test_with_a_key_reload_needs_it(models: Path) -> None:

@@ -88,11 +88,14 @@ def test_the_openapi_documents_every_error_status_in_the_error_shape(url: str) -
         ("post", "/encode"): inference,
         ("post", "/traverse"): inference,
         ("post", "/synthesize"): inference,
+        ("post", "/edit"): inference,
         ("get", "/models"): {"400", "401", "500"},
         ("get", "/models/{name}"): {"400", "401", "404", "422", "500"},
         ("get", "/models/{name}/card/{file}"): {"400", "401", "404", "422", "500"},
         ("post", "/admin/reload"): {"400", "401", "403", "409", "500"},
         ("get", "/readyz"): {"400", "500", "503"},  # open without the key, for orchestrators
+        ("get", "/readyz/{name}"): {"400", "401", "404", "422", "500", "503"},
+        ("get", "/metrics"): {"400", "401", "500"},
         ("get", "/healthz"): {"400", "500"},
     }
     for (method, path), statuses in expected.items():

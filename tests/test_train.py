@@ -14,12 +14,14 @@ import pytest
 import torch
 
 from contract.manifest import read_manifest, sha256_of
-from training import export as export_module
+from training import artifact as export_module
+from training.artifact import ExportError
+from training.checkpoints import CHECKPOINT, LOG, load_checkpoint
 from training.cli import main
 from training.evaluate.table import row as table_row
-from training.export import ExportError, export_run
+from training.export import export_run
 from training.presets import PRESETS
-from training.train import CHECKPOINT, LOG, TrainConfig, load_checkpoint, train
+from training.train import TrainConfig, train
 
 
 def tiny(tmp_path: Path, **overrides: object) -> TrainConfig:

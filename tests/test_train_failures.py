@@ -13,10 +13,11 @@ from PIL import Image
 
 from training import objectives
 from training import train as train_module
+from training.batches import rendered_batches
 from training.cli import main
 from training.data import DATASETS
 from training.data.dsprites import DSprites
-from training.train import TrainConfig, rendered_batches, train
+from training.train import TrainConfig, train
 
 
 class BreaksAfter(DSprites):

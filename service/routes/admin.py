@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import SettingsDep
-from service.errors import Rejected, error_responses
+from service.errors import Conflict, Forbidden, error_responses
 from service.registry import reload_registry
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -29,8 +29,8 @@ async def reload(request: Request, settings: SettingsDep) -> JSONResponse:
     if settings.api_key is None:
         client = request.client.host if request.client is not None else "an unknown address"
         if client not in LOOPBACK:
-            raise Rejected(
-                403, None, "a request from the service's own host (or DISENTANGLE_API_KEY set)", f"one from {client}"
+            raise Forbidden(
+                None, "a request from the service's own host (or DISENTANGLE_API_KEY set)", f"one from {client}"
             )
     state = request.app.state
     async with state.reload_lock:  # one reload at a time; requests go on being served meanwhile
@@ -47,6 +47,6 @@ async def reload(request: Request, settings: SettingsDep) -> JSONResponse:
     }
     if done.registry.broken:
         reasons = "; ".join(f"{b.folder}: {b.error}" for b in done.registry.broken)
-        error = Rejected(409, "model_dir", "every artifact folder to load", reasons)
-        return JSONResponse(error.body() | body, status_code=409)
+        error = Conflict("model_dir", "every artifact folder to load", reasons)
+        return JSONResponse(error.body() | body, status_code=error.status)
     return JSONResponse(body)

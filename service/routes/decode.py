@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from contract.images import to_pixels
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import INFERENCE_ERRORS, Rejected, error_responses
+from service.errors import INFERENCE_ERRORS, NotAcceptable, error_responses
 from service.imaging import b64, png, pngs
 from service.payloads import BINARY, PNG, Call, Reply, documented_body, json_bytes
 from service.registry import Registry
@@ -68,22 +68,22 @@ async def decode_call(call: Call, registry: Registry, settings: Settings) -> Rep
         chosen = registry.get(call.query.get("model"))
         call.state["model"] = chosen.name
         shape = call.headers.get("x-shape") or call.query.get("shape")
-        latents = binary_latents(await call.read(), shape, chosen.manifest, settings)
+        latents = binary_latents(await call.read(), shape, chosen, settings)
         fmt = "png"
     else:
         body = await call.parse_json(DecodeRequest, also=(BINARY,))
         chosen = registry.get(body.model)
         call.state["model"] = chosen.name
         if body.categorical is None:
-            latents = check_latents(body.latents, "latents", chosen.manifest, settings)
+            latents = check_latents(body.latents, "latents", chosen, settings)
         else:
-            latents = assemble_latents(body.latents, body.categorical, chosen.manifest, settings)
+            latents = assemble_latents(body.latents, body.categorical, chosen, settings)
         fmt = body.format
     if call.accepts(BINARY):
         finish = _float32
     elif call.accepts(PNG):
         if len(latents) != 1:
-            raise Rejected(406, "Accept", "image/png with exactly one latent", f"{len(latents)} latents")
+            raise NotAcceptable("Accept", "image/png with exactly one latent", f"{len(latents)} latents")
         finish = _one_png
     else:
         finish = partial(_json, chosen.name, fmt)

@@ -6,29 +6,30 @@ import anyio
 from fastapi import APIRouter, Request, Response
 
 from contract.manifest import CARD_DIR
-from service.dependencies import RegistryDep, SettingsDep
-from service.errors import Rejected, error_responses, shown
-from service.schemas import BrokenInfo, ModelInfo, ModelList
+from service.dependencies import RegistryDep
+from service.errors import NotFound, error_responses, shown
+from service.schemas import BrokenInfo, ModelHealth, ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"])
 PICTURE = {"type": "string", "format": "binary"}
 
 
 @router.get("", summary="Every loaded model, the default, and the artifacts that failed to load")
-async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelList:
+async def list_models(registry: RegistryDep) -> ModelList:
     registry.check_files()
     return ModelList(
         default=registry.default,
-        models=[ModelInfo.of(m.manifest, settings.latent_bound, m.card) for m in registry.models.values()],
+        models=[ModelInfo.of(m.manifest, m.bounds, m.card) for m in registry.models.values()],
         broken=[BrokenInfo(folder=b.folder, error=b.error) for b in registry.all_broken()],
+        health={name: ModelHealth.of(registry.model_problem(name)) for name in registry.models},
     )
 
 
 @router.get("/{name}", summary="One model's manifest, less the file list", responses=error_responses(404, 422))
-async def get_model(name: str, registry: RegistryDep, settings: SettingsDep, request: Request) -> ModelInfo:
+async def get_model(name: str, registry: RegistryDep, request: Request) -> ModelInfo:
     model = registry.get(name)
     request.state.model = model.name
-    return ModelInfo.of(model.manifest, settings.latent_bound, model.card)
+    return ModelInfo.of(model.manifest, model.bounds, model.card)
 
 
 @router.get(
@@ -42,11 +43,11 @@ async def get_card_picture(name: str, file: str, registry: RegistryDep, request:
     request.state.model = model.name
     # Only the names listed at load time are served: no path from the request reaches the file system.
     if file not in model.card:
-        raise Rejected(404, "file", f"one of {list(model.card)}", shown(file))
+        raise NotFound("file", f"one of {list(model.card)}", shown(file))
     # Read whole (a card picture is tens of kilobytes) so that a file deleted since start-up is a 404 here,
     # where FileResponse would find it gone only while sending, too late for anything but a 500.
     try:
         picture = await anyio.Path(model.folder / CARD_DIR / file).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
-        raise Rejected(404, "file", "a card picture still on disk", f"{file!r}, deleted since start-up") from None
+        raise NotFound("file", "a card picture still on disk", f"{file!r}, deleted since start-up") from None
     return Response(picture, media_type="image/png")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from contract.calibration import FactorRequestError, latent_for
 from contract.images import to_pixels
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
+from service.errors import INFERENCE_ERRORS, Invalid, error_responses, shown
 from service.imaging import b64, png
 from service.payloads import PNG, Call, Reply, documented_body, json_bytes
 from service.registry import Registry
@@ -44,12 +44,12 @@ async def synthesize_call(call: Call, registry: Registry, settings: Settings) ->
     calibration = model.manifest.calibration
     if calibration is None:
         calibrated = [m.name for m in registry.models.values() if m.manifest.calibration is not None]
-        raise Rejected(422, "model", f"a model with a factor calibration, one of {calibrated}", repr(model.name))
+        raise Invalid("model", f"a model with a factor calibration, one of {calibrated}", repr(model.name))
     try:
         latent = latent_for(calibration, body.factors)
     except FactorRequestError as error:
-        raise Rejected(422, f"factors.{error.factor}", error.expected, shown(error.received)) from None
-    latents = check_latents(latent[None], "latent", model.manifest, settings)
+        raise Invalid(f"factors.{error.factor}", error.expected, shown(error.received)) from None
+    latents = check_latents(latent[None], "latent", model, settings)
     finish = partial(_finish, model.name, latents[0], call.accepts(PNG))
     reply: Reply = await model.decoder.submit(latents, finish)
     return reply

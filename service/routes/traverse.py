@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from contract.grid import tile
-from contract.manifest import LatentLayout, Manifest
-from contract.ranges import dim_range
+from contract.manifest import Manifest
+from contract.ranges import centre, dim_range
 from service.dependencies import RegistryDep, SettingsDep
-from service.errors import INFERENCE_ERRORS, Rejected, error_responses, shown
+from service.errors import INFERENCE_ERRORS, Invalid, error_responses, shown
 from service.imaging import ImageReader, b64, gif, png, pngs
 from service.payloads import GIF, PNG, Reply, documented_body, json_bytes, parse_json
 from service.registry import Model
@@ -35,28 +35,15 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 async def _base(body: TraverseRequest, model: Model, settings: Settings) -> np.ndarray:
     manifest = model.manifest
     if body.latent is not None and body.image is not None:
-        raise Rejected(422, "latent, image", "at most one base", "both")
+        raise Invalid("latent, image", "at most one base", "both")
     if body.latent is not None:
-        return check_latents([body.latent], "latent", manifest, settings)[0]
+        return check_latents([body.latent], "latent", model, settings)[0]
     layout = manifest.layout
     if body.image is not None:
         reader = ImageReader(manifest.image_shape, settings.max_image_side, body.resize)
         outputs = await model.encoder.submit(reader.read(body.image, "image")[None])
-        probabilities = outputs[2] if layout.classes else None
-        return layout.flat(outputs[0], None if probabilities is None else _most_probable(layout, probabilities))[0]
-    # The prior's centre: 0 on continuous and noise dims, and class 0 of each categorical part.
-    first = np.zeros((1, layout.classes), dtype=np.float32)
-    for where in layout.probability_slices().values():
-        first[0, where.start] = 1
-    return layout.flat(np.zeros((1, layout.continuous), dtype=np.float32), first)[0]
-
-
-def _most_probable(layout: LatentLayout, probabilities: np.ndarray) -> np.ndarray:
-    """(B, k) probabilities -> (B, k): the one-hot of each part's most probable class."""
-    one_hot = np.zeros_like(probabilities)
-    for where in layout.probability_slices().values():
-        one_hot[np.arange(len(one_hot)), where.start + probabilities[:, where].argmax(1)] = 1
-    return one_hot
+        return layout.reconstruction(outputs[0], outputs[2] if layout.classes else None)[0]
+    return centre(manifest)
 
 
 def _dims(body: TraverseRequest, manifest: Manifest) -> list[int]:
@@ -66,23 +53,25 @@ def _dims(body: TraverseRequest, manifest: Manifest) -> list[int]:
     categorical = range(layout.continuous, layout.continuous + layout.classes)
     for i, j in enumerate(body.dims):
         if not 0 <= j < d:
-            raise Rejected(422, f"dims[{i}]", f"a dimension in [0, {d})", str(j))
+            raise Invalid(f"dims[{i}]", f"a dimension in [0, {d})", str(j))
         if j in categorical:
-            raise Rejected(
-                422, f"dims[{i}]", "a continuous or noise dimension (walk a categorical part with `part`)", str(j)
-            )
+            raise Invalid(f"dims[{i}]", "a continuous or noise dimension (walk a categorical part with `part`)", str(j))
     if len(set(body.dims)) != len(body.dims):
-        raise Rejected(422, "dims", "distinct dimensions", str(body.dims))
+        raise Invalid("dims", "distinct dimensions", str(body.dims))
     return body.dims
 
 
-def _ranges(body: TraverseRequest, manifest: Manifest, dims: list[int], bound: float) -> list[tuple[float, float]]:
+def _ranges(body: TraverseRequest, model: Model, dims: list[int]) -> list[tuple[float, float]]:
     if body.range is not None:
         low, high = body.range
-        if not -bound <= low < high <= bound:
-            raise Rejected(422, "range", f"[low, high] with -{bound} <= low < high <= {bound}", shown(list(body.range)))
+        # Within every walked dim's bounds: the tightest of them.
+        floor = max(float(model.bounds.low[j]) for j in dims)
+        ceiling = min(float(model.bounds.high[j]) for j in dims)
+        if not floor <= low < high <= ceiling:
+            expected = f"[low, high] with {floor:.7g} <= low < high <= {ceiling:.7g} (the bounds of dims {dims})"
+            raise Invalid("range", expected, shown(list(body.range)))
         return [(low, high)] * len(dims)
-    return [dim_range(manifest, j, bound) for j in dims]  # the contract's rule: the page's sliders span the same
+    return [dim_range(model.manifest, j) for j in dims]  # the contract's rule: the page's sliders span the same
 
 
 def _finish(
@@ -118,9 +107,9 @@ async def _walk_part(body: TraverseRequest, model: Model, settings: Settings) ->
     manifest = model.manifest
     slices = manifest.layout.part_slices()
     if body.part not in slices:
-        raise Rejected(422, "part", f"a categorical part of {model.name}, one of {list(slices)}", shown(body.part))
+        raise Invalid("part", f"a categorical part of {model.name}, one of {list(slices)}", shown(body.part))
     if body.dims is not None or body.range is not None:
-        raise Rejected(422, "dims, range", "neither with `part`: a part is walked through its classes", "given")
+        raise Invalid("dims, range", "neither with `part`: a part is walked through its classes", "given")
     where = slices[body.part]
     classes = where.stop - where.start
     base = await _base(body, model, settings)
@@ -146,12 +135,12 @@ async def traverse(request: Request, registry: RegistryDep, settings: SettingsDe
     request.state.model = model.name
     manifest = model.manifest
     if body.steps > settings.max_traverse_steps:
-        raise Rejected(422, "steps", f"at most {settings.max_traverse_steps}", str(body.steps))
+        raise Invalid("steps", f"at most {settings.max_traverse_steps}", str(body.steps))
     if body.part is not None:
         return await _walk_part(body, model, settings)
     dims = _dims(body, manifest)
     check_count(len(dims) * body.steps, "dims x steps", settings)
-    ranges = _ranges(body, manifest, dims, settings.latent_bound)
+    ranges = _ranges(body, model, dims)
     base = await _base(body, model, settings)
     values = np.stack([np.linspace(low, high, body.steps, dtype=np.float32) for low, high in ranges])
     latents = np.repeat(base[None, None], len(dims), axis=0).repeat(body.steps, axis=1)  # (rows, steps, d)

@@ -1,12 +1,14 @@
 // The latent explorer: pick a model, move through its latent space (sliders for continuous codes and noise,
-// a picker per categorical part), encode an image, traverse one dimension, and synthesise from named
-// factors; every picture comes from the service's JSON endpoints.
+// a picker per categorical part), encode an image, draw one and redraw it with named factors changed,
+// traverse one dimension, and synthesise from named factors; every picture comes from the service's JSON
+// endpoints.
 
 import { Latest, request, setApiKey } from "./api.js";
 import { renderBroken, renderCard } from "./card.js";
 import { ClassPickers } from "./classes.js";
 import { FactorControls } from "./factors.js";
-import { LatentLayout, mostProbable, oneHot } from "./latent.js";
+import { LatentLayout, oneHot } from "./latent.js";
+import { DrawingPad } from "./pad.js";
 import { continuousRows, formatValue, noiseRows, Sliders } from "./sliders.js";
 
 // The key lives for this tab only: a reload keeps it, closing the tab forgets it.
@@ -16,6 +18,8 @@ const SLIDER_DELAY_MS = 40;
 // A traversal decodes a whole row, so it waits for the user to stop.
 const TRAVERSE_DELAY_MS = 250;
 const TRAVERSE_STEPS = 9;
+// The pad is read while the pen moves: often enough to follow the drawing, not once per pointer event.
+const PAD_DELAY_MS = 150;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -41,6 +45,7 @@ const ui = {
   useSynthesized: $("use-synthesized"),
   card: $("card"),
   broken: $("broken"),
+  padPanel: $("pad-panel"),
 };
 
 // One error is shown at a time; a later success of the same kind of request takes it away, a success of
@@ -79,6 +84,7 @@ const channels = {
   synthesize: new Latest(SLIDER_DELAY_MS, (error) => showError("synthesize", error)),
   // The class thumbnails decode a row per part, like a traversal, so they too wait for the user to stop.
   thumbnails: new Latest(TRAVERSE_DELAY_MS, (error) => showError("thumbnails", error)),
+  edit: new Latest(PAD_DELAY_MS, (error) => showError("edit", error)),
 };
 
 let model = null; // the selected model's /models/{name} answer
@@ -113,6 +119,25 @@ const pickers = new ClassPickers($("classes"), () => {
 const factorControls = new FactorControls($("factors"), () => {
   ui.useSynthesized.disabled = true;
   channels.synthesize.schedule(synthesize);
+});
+
+const pad = new DrawingPad({
+  canvas: $("pad"),
+  clear: $("pad-clear"),
+  redrawn: $("pad-redrawn"),
+  reading: $("pad-reading"),
+  knobs: new FactorControls($("pad-knobs"), () => pad.knobsChanged(), { keep: true, prefix: "knob" }),
+  use: $("pad-use"),
+  channel: channels.edit,
+  send: async (form, signal) => {
+    const body = await request("edit", { form, signal });
+    if (!signal.aborted) clearError("edit");
+    return body;
+  },
+  onLatent: (latent) => {
+    showLatent(latent);
+    say("The sliders show the redrawn drawing's latent.");
+  },
 });
 
 function pngSource(base64) {
@@ -247,11 +272,10 @@ function encode(file) {
     if (ui.uploaded.src) URL.revokeObjectURL(ui.uploaded.src);
     ui.uploaded.src = URL.createObjectURL(file);
     ui.uploadedFigure.hidden = false;
-    // A part takes its most probable class; the probabilities stay on show beside the classes.
+    // The latent the service reconstructs from: mu, each part's most probable class (its probabilities stay on
+    // show beside the classes) and, since no encoder reads a GAN's noise back, the noise's mean.
     const shown = new Map(Object.entries(body.probabilities ?? {}).map(([name, rows]) => [name, rows[0]]));
-    const parts = new Map([...shown].map(([name, p]) => [name, oneHot(p.length, mostProbable(p))]));
-    // No encoder reads a GAN's noise back: it goes to its prior's mean.
-    showLatent(layout.join({ continuous: body.mu[0], parts, noise: new Array(layout.noise).fill(0) }), shown);
+    showLatent(body.latent[0], shown);
     const classes = layout.hasParts ? " and the pickers its most probable classes" : "";
     say(`Encoded ${file.name}: the sliders show its latent mean${classes}.`);
     clearError("encode");
@@ -263,13 +287,16 @@ function standardNormal() {
   return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
 }
 
-// A draw from the prior the model generates from: a VAE's N(0, 1), an InfoGAN's codes U(-1, 1) and noise
-// N(0, 1), a uniform class per categorical part. A plain autoencoder has none, so its codes' spread stands in.
+// A draw from the prior the model generates from, as its manifest's layout.prior says: N(0, 1) or U(low, high)
+// for the continuous codes (a model without a prior: its codes' spread over the data stands in), N(0, 1) for
+// a GAN's noise, a uniform class per categorical part.
 function sample() {
+  const prior = model.layout.prior;
   const draw = {
-    ae: (s) => s.mean + s.std * standardNormal(),
-    infogan: () => 2 * Math.random() - 1,
-  }[model.objective] ?? standardNormal;
+    normal: standardNormal,
+    uniform: () => prior.low + (prior.high - prior.low) * Math.random(),
+    none: (s) => s.mean + s.std * standardNormal(),
+  }[prior.kind];
   const parts = new Map(layout.parts.map((p) => [p.name, oneHot(p.classes, Math.floor(Math.random() * p.classes))]));
   const noiseValues = Array.from({ length: layout.noise }, standardNormal);
   return layout.join({ continuous: model.latent_stats.map(draw), parts, noise: noiseValues });
@@ -301,7 +328,14 @@ function fillTraverseDims() {
 async function selectModel(name, signal) {
   const info = await request(`models/${encodeURIComponent(name)}`, { signal });
   if (signal.aborted) return;
-  const working = [channels.decode, channels.encode, channels.traverse, channels.synthesize, channels.thumbnails];
+  const working = [
+    channels.decode,
+    channels.encode,
+    channels.traverse,
+    channels.synthesize,
+    channels.thumbnails,
+    channels.edit,
+  ];
   for (const channel of working) channel.cancel();
   model = info;
   layout = new LatentLayout(model.layout);
@@ -321,9 +355,11 @@ async function selectModel(name, signal) {
   synthesizedLatent = null;
   ui.useSynthesized.disabled = true;
   ui.synthesized.removeAttribute("src");
+  ui.padPanel.hidden = model.calibration === null; // reading and redrawing a drawing need the calibration
   if (model.calibration !== null) {
     factorControls.build(model.calibration);
     channels.synthesize.now(synthesize);
+    pad.show(model);
   }
   ui.main.hidden = false;
   channels.decode.now(decode);

@@ -19,26 +19,39 @@ function classNote(factor, value) {
 }
 
 export class FactorControls {
-  // `onChange()` runs whenever the user changes a factor.
-  constructor(container, onChange) {
+  // `onChange()` runs whenever the user changes a factor. With `keep`, for edits (the drawing pad), a factor
+  // starts unticked, keeping the image's own value, which its control shows (`follow`); moving the control
+  // ticks it.
+  constructor(container, onChange, { keep = false, prefix = "factor" } = {}) {
     this.container = container;
     this.onChange = onChange;
+    this.keep = keep;
+    this.prefix = prefix;
     this.readers = [];
+    this.followers = new Map();
   }
 
   build(calibration) {
     this.container.replaceChildren();
+    this.followers = new Map();
     this.readers = calibration.factors.map((factor, i) => this.row(factor, i));
   }
 
+  // Unticked controls show the values read from the image being edited ({name: value}).
+  follow(read) {
+    for (const [name, value] of Object.entries(read)) this.followers.get(name)?.(value);
+  }
+
   row(factor, i) {
-    const id = `factor-${i}`;
+    const id = `${this.prefix}-${i}`;
     const row = document.createElement("div");
     row.className = "factor";
 
-    const use = Object.assign(document.createElement("input"), { type: "checkbox", checked: true });
+    const use = Object.assign(document.createElement("input"), { type: "checkbox", checked: !this.keep });
     use.setAttribute("aria-label", `set ${factor.name}`);
-    use.title = "leave unticked to keep this factor at its average";
+    use.title = this.keep
+      ? "unticked, the drawing keeps its own value (shown); move the control to change it"
+      : "leave unticked to keep this factor at its average";
     const label = document.createElement("label");
     label.htmlFor = id;
     label.textContent = factor.name;
@@ -57,13 +70,22 @@ export class FactorControls {
     };
     show();
     control.addEventListener("input", () => {
+      use.checked ||= this.keep;
       show();
       this.onChange();
     });
     use.addEventListener("change", () => {
-      control.disabled = !use.checked;
+      control.disabled = !use.checked && !this.keep;
       this.onChange();
     });
+    if (this.keep) {
+      this.followers.set(factor.name, (value) => {
+        if (use.checked) return;
+        // A label read between two (a numbered class read off a continuous dim) shows as the nearest one.
+        control.value = String(discrete && typeof value === "number" ? Math.round(value) : value);
+        show();
+      });
+    }
     if (factor.dims.length === 0) {
       // The model does not carry this factor (no latent dim holds information about it): say so.
       use.checked = false;

@@ -20,9 +20,9 @@ import numpy as np
 
 from contract.calibration import latent_for
 from contract.manifest import Calibration, FactorSpec, Manifest
-from training.calibrate import calibrate, calibrate_groups
 from training.data import get_dataset
 from training.data.base import FactorDataset, ImageDataset, LabelledDataset
+from training.evaluate.calibrate import calibrate, calibrate_groups
 from training.evaluate.information import factor_entropies, mutual_information_matrix
 from training.evaluate.judged_synthesis import find_judge, judged_synthesis, without_judged
 from training.evaluate.labelled_calibration import calibrate_labelled, recovery
@@ -30,6 +30,7 @@ from training.evaluate.onnx_model import OnnxModel
 from training.evaluate.source import CodeSource
 from training.evaluate.suite import SUPERVISED_STAGES, EvaluationSettings, Stage, evaluate_representation, no_stage
 from training.evaluate.unsupervised import active_dims, kl_per_dim, total_correlation_estimate
+from training.families import family_of
 
 UNSUPERVISED_SAMPLES = 10_000
 # What `evaluate` reports through its ``stage`` callback, in order (datasets without factors stop after the first).
@@ -111,8 +112,8 @@ def evaluate(
         ),
         "eval_samples": n,
     }
-    if manifest.objective == "infogan":
-        # Q is no posterior held against a prior: KL, active dims by KL and the TC of q(z) do not apply.
+    if not family_of(manifest.objective).posterior:
+        # e.g. InfoGAN's Q is no posterior held against a prior: KL, active dims by KL and the TC of q(z) do not apply.
         metrics["active_dims"] = "n/a"
     else:
         kl = kl_per_dim(mu, logvar)

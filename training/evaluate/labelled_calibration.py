@@ -3,7 +3,7 @@ the digit): ``/synthesize {"digit": 3}`` then works on a model trained on real d
 
     disentangle-train eval models/mnist_joint_vae --calibration-only
 
-The calibration is fitted as for a grid (``training.calibrate.calibrate``) on the codes of sampled images and
+The calibration is fitted as for a grid (``training.evaluate.calibrate.calibrate``) on the codes of sampled images and
 their labels; no value can be rendered on demand, so there are no joint groups and no agreement with a
 ground-truth render. What is measured instead is the recovery: the image drawn for each value, re-encoded,
 lies nearest that value's calibrated code (``recovery.<factor>``), each value asked for equally often.
@@ -15,8 +15,8 @@ import numpy as np
 
 from contract.calibration import latent_for
 from contract.manifest import Calibration, FactorSpec, FactorValue
-from training.calibrate import calibrate
 from training.data.base import LabelledDataset
+from training.evaluate.calibrate import calibrate
 from training.evaluate.information import factor_entropies, mutual_information_matrix
 from training.evaluate.onnx_model import OnnxModel
 from training.evaluate.suite import EvaluationSettings

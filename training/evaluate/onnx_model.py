@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from contract.manifest import Manifest, read_manifest
+from contract.tensors import DECODER_OUTPUTS, IMAGE, LATENT, encoder_outputs
 
 
 class OnnxModel:
@@ -29,11 +30,11 @@ class OnnxModel:
         """(B, C, H, W) in [0, 1] -> mu (B, c), logvar (B, c), categorical probabilities (B, k); k is 0 for an
         all-continuous layout."""
         layout = self.manifest.layout
-        names = ["mu", "logvar", "probabilities"] if layout.classes else ["mu", "logvar"]
+        names = encoder_outputs(layout)
         outputs: list[list[np.ndarray]] = [[] for _ in names]
         for start in range(0, len(images), self.chunk):
             batch = np.ascontiguousarray(images[start : start + self.chunk], dtype=np.float32)
-            for gathered, out in zip(outputs, self._encoder.run(names, {"image": batch}), strict=True):
+            for gathered, out in zip(outputs, self._encoder.run(names, {IMAGE: batch}), strict=True):
                 gathered.append(out)
         mu, logvar = np.concatenate(outputs[0]), np.concatenate(outputs[1])
         probabilities = np.concatenate(outputs[2]) if layout.classes else np.zeros((len(mu), 0), np.float32)
@@ -54,16 +55,12 @@ class OnnxModel:
         """(B, C, H, W) -> (B, d): what a reconstruction decodes: mu, and the one-hot of each part's most
         probable class (as the decoder saw near one-hot samples in training)."""
         mu, _, probabilities = self.encode_all(images)
-        one_hot = np.zeros_like(probabilities)
-        for where in self.manifest.layout.probability_slices().values():
-            part = probabilities[:, where]
-            one_hot[np.arange(len(part)), where.start + part.argmax(1)] = 1.0
-        return self.manifest.layout.flat(mu, one_hot)
+        return self.manifest.layout.reconstruction(mu, probabilities)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """(B, d) -> (B, C, H, W) in [0, 1]."""
         parts = []
         for start in range(0, len(z), self.chunk):
             batch = np.ascontiguousarray(z[start : start + self.chunk], dtype=np.float32)
-            parts.append(self._decoder.run(["image"], {"z": batch})[0])
+            parts.append(self._decoder.run(DECODER_OUTPUTS, {LATENT: batch})[0])
         return np.concatenate(parts)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from contract.manifest import Manifest
 from training.evaluate.judged_synthesis import judged_factors
+from training.families import family_of
 
 COLUMNS = (
     "model", "objective", "beta", "MIG", "MIG cont.", "FactorVAE", "DCI-D", "recon", "active", "asked-for",
@@ -43,9 +44,7 @@ def mig_continuous(manifest: Manifest) -> float | None:
 def row(manifest: Manifest) -> list[str]:
     m = manifest.metrics
     h = manifest.hyperparameters
-    beta: object = h.get("beta")
-    if manifest.objective == "beta_vae" and float(h.get("capacity_max", 0) or 0) > 0:
-        beta = f"C={h['capacity_max']}"
+    beta = family_of(manifest.objective).beta_column(h)
     synthesis = m.get("synthesis_iou", m.get("synthesis_corr"))
     estimator = f"{h['estimator']}, memory {h['tc_memory']}" if h.get("tc_memory") else h.get("estimator")
     # A model trained with few labels says so beside the unsupervised ones (Locatello et al. 2020's setting).

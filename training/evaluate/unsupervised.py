@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 
+from contract.manifest import ACTIVE_KL_NATS
 from training.evaluate.inputs import as_codes
 
-ACTIVE_KL_NATS = 0.01
 """A dim is active when its average KL to the prior exceeds this many nats. A collapsed dim sits at ~1e-4
 nats and one that carries any factor of dSprites at >= 0.1, so the exact value hardly matters; it is the same
 threshold ``training.export`` writes into the manifest's latent_stats."""

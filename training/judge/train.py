@@ -1,7 +1,12 @@
 """Train a factor judge on a dataset's ground truth and write it as judges/NAME/ (judge.onnx, judge.json, card.md).
 
-    disentangle-train judge --dataset digits --out judges/digits        # about 10 min on one core
-    disentangle-train judge --config configs/judge/dsprites.toml        # the shipped dSprites judge
+    disentangle-train judge --dataset digits                            # judges-local/digits, about 10 min on one core
+    disentangle-train judge --config configs/judge/dsprites.toml --overwrite   # the shipped judges/dsprites again
+
+A judge is written into ``out`` (judges-local/DATASET by default, which git ignores) only once it is trained,
+exported and measured; a folder that already holds a judge (the shipped judges/ among them) is replaced only with
+``--overwrite``. While it trains, its run folder (checkpoints and log) sits beside ``out`` as ``.NAME.run``: a
+stopped judge continues with ``--resume`` and the folder goes once the judge is written.
 
 The judge is the project's own measure of whether ``/synthesize`` drew what it was asked for: a supervised CNN
 (``model.JudgeNet``) that reads every factor of the dataset from an image (``readings``). A fixed held-out
@@ -18,19 +23,19 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import tempfile
-import time
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from contract.manifest import sha256_of
+from contract.tensors import IMAGE
+from training.artifact import OPSET
+from training.checkpoints import LOG
 from training.data import get_dataset
 from training.data.base import FactorDataset
 from training.judge.artifact import (
@@ -45,52 +50,61 @@ from training.judge.artifact import (
 )
 from training.judge.model import JudgeNet
 from training.judge.readings import JUDGED_DATASETS, Reading, condition_of, readings_for
+from training.run import Launch, Run, RunConfig
+from training.version import code_version
 
 PARITY_TOLERANCE = 1e-3  # on logits and normalised values, of order 1
 HELDOUT_BLUR = 1.0  # px, sigma of the blurred held-out split
 BLUR_RADIUS = 4  # px: the kernel spans 9 px, 2.5 sigma at the widest blur
-LOG = "training_log.jsonl"
+TRAINING_LOG = "training_log.jsonl"
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(RunConfig):
+    """A judge's run: the scaffold's settings (run.py) and these."""
+
     dataset: str = "digits"
-    out: str = ""  # default: judges/<dataset>
+    out: str = ""  # default: judges-local/<dataset>
     steps: int = 4000
-    batch_size: int = 64
     lr: float = 2e-3  # peak of a linear warm-up over 200 steps and a half-cosine decay to 0
     width: int = 24  # channels of the first convolutions
     hidden: int = 128
     heldout: int = 5000  # images never trained on; the figures are measured on them
     blur_fraction: float = 0.5  # of each batch, blurred with sigma ~ U(0.4, 1.6) px
-    seed: int = 0
     threads: int = 1  # torch threads: the machine is shared
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast where the CPU has bf16 arithmetic)
+    device: str = "cpu"
     log_every: int = 100
+
+    DEFAULT_OUT: ClassVar[str] = "judges-local"
+    RESUMABLE: ClassVar[frozenset[str]] = RunConfig.RESUMABLE | {"threads"}
 
     def __post_init__(self) -> None:
         if self.dataset not in JUDGED_DATASETS:
             raise ValueError(f"dataset: expected one with factors to judge, one of {', '.join(JUDGED_DATASETS)}, "
                              f"got {self.dataset!r}")  # fmt: skip
-        for name in ("steps", "batch_size", "width", "hidden", "heldout", "threads", "log_every"):
+        super().__post_init__()
+        for name in ("width", "hidden", "heldout", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr: expected a number > 0, got {self.lr}")
         if not 0 <= self.blur_fraction <= 1:
             raise ValueError(f"blur_fraction: expected a number in [0, 1], got {self.blur_fraction}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision: expected auto, fp32 or bf16, got {self.precision!r}")
         if not self.out:
-            self.out = f"judges/{self.dataset}"
+            self.out = f"{self.DEFAULT_OUT}/{self.dataset}"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> JudgeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown judge setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+    def scope(cls) -> str:
+        return " for the judge"
+
+    @property
+    def label(self) -> str:
+        return f"judge {self.dataset}"
+
+    @property
+    def run_dir(self) -> Path:
+        out = Path(self.out)
+        return out.parent / f".{out.name}.run"
 
 
 def blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -132,7 +146,7 @@ def targets(readings: list[Reading], classes: np.ndarray) -> list[tuple[torch.Te
 
 def judge_loss(readings: list[Reading], outputs: tuple[torch.Tensor, ...], truth: list) -> torch.Tensor:
     """Cross-entropy per categorical reading plus L1 per continuous one (normalised units), summed."""
-    loss = torch.zeros(())
+    loss = torch.zeros((), device=outputs[0].device)
     for r, out, (target, mask) in zip(readings, outputs, truth, strict=True):
         out = out.float()
         if r.kind == "categorical":
@@ -162,11 +176,11 @@ def heldout_figures(judge: OnnxJudge, dataset: FactorDataset, indices: np.ndarra
 
 def _export(net: JudgeNet, readings: list[Reading], example: torch.Tensor, path: Path) -> None:
     names = [r.name for r in readings]
-    dynamic = {name: {0: "batch"} for name in ["image", *names]}
-    # The TorchScript exporter needs only the `onnx` package, as for the model artifacts (training/export.py).
+    dynamic = {name: {0: "batch"} for name in [IMAGE, *names]}
+    # The TorchScript exporter needs only the `onnx` package, as for the model artifacts (training/artifact.py).
     torch.onnx.export(
-        net, (example,), str(path), input_names=["image"], output_names=names,
-        dynamic_axes=dynamic, opset_version=17, dynamo=False,
+        net, (example,), str(path), input_names=[IMAGE], output_names=names,
+        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
     )  # fmt: skip
 
 
@@ -202,14 +216,16 @@ def card_text(manifest: JudgeManifest) -> str:
     return "\n".join(lines) + "\n"
 
 
-def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
-    """Train, export, measure on the held-out split; write ``cfg.out`` only once all of it succeeded."""
-    from training.export import code_version
-    from training.train import bf16_supported
-
+def train_judge(cfg: JudgeConfig, launch: Launch | bool = False, command: str = "") -> JudgeManifest | None:
+    """Train, export, measure on the held-out split; write ``cfg.out`` only once all of it succeeded. None when
+    the time limit stopped the run first (its checkpoint waits for ``--resume``)."""
+    launch = Launch.of(launch)
     out_dir = Path(cfg.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out: expected a folder, {out_dir} is a file")
+    if (out_dir / JUDGE_JSON).exists() and not launch.overwrite:
+        raise ValueError(f"out: {out_dir} already holds a judge; write this one elsewhere (--out) or replace it "
+                         "with --overwrite")  # fmt: skip
     dataset = get_dataset(cfg.dataset)
     assert isinstance(dataset, FactorDataset)
     readings = readings_for(dataset)
@@ -222,21 +238,23 @@ def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
         assert isinstance(measured, FactorDataset)
         heldout, pool = np.sort(np.random.default_rng(cfg.seed).choice(len(measured), cfg.heldout, replace=False)), None
     torch.set_num_threads(cfg.threads)
+    # --overwrite replaces the judge in `out`; a resumed run keeps its own folder.
+    run = Run(cfg, replace(launch, overwrite=launch.overwrite and not launch.resume), distributed=False)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed + 1)
-    net = JudgeNet(dataset.image_shape[0], {r.name: r.outputs for r in readings}, cfg.width, cfg.hidden)
+    net = JudgeNet(dataset.image_shape[0], {r.name: r.outputs for r in readings}, cfg.width, cfg.hidden).to(run.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(torch.device("cpu")))
-    autocast: AbstractContextManager = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    if run.state is not None:
+        net.load_state_dict(run.state["model"])
+        opt.load_state_dict(run.state["optimizer"])
+        generator.set_state(run.state["augment_rng"])
+        rng.bit_generator.state = json.loads(run.state["batch_rng"])
+        run.restore_rng()
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".judge-", dir=out_dir.parent))  # beside out: the swap is a rename
-    try:
-        log = (staging / LOG).open("w")
-        start, window = time.perf_counter(), 0.0
+    with run.started():
         net.train()
-        for step in range(cfg.steps):
+        for step in run.steps():
             indices = (
                 rng.choice(pool, size=cfg.batch_size)
                 if pool is not None
@@ -244,41 +262,50 @@ def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
             )
             classes = dataset.index_to_factors(indices)  # (B, F)
             x = augment(torch.from_numpy(dataset.images(indices)), cfg, generator)  # (B, C, 64, 64)
-            with autocast:
-                outputs = net(x)
-            loss = judge_loss(readings, outputs, targets(readings, classes))
+            with run.autocast:
+                outputs = net(x.to(run.device))
+            truth = [(t.to(run.device), m.to(run.device)) for t, m in targets(readings, classes)]
+            loss = judge_loss(readings, outputs, truth)
             lr = learning_rate(cfg, step)
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            window += loss.item()
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                count = step % cfg.log_every + 1
-                record = {"step": step + 1, "loss": window / count, "lr": lr,
-                          "wall_time_s": round(time.perf_counter() - start, 1)}  # fmt: skip
-                if not math.isfinite(record["loss"]):
-                    raise FloatingPointError(f"judge loss is {record['loss']} at step {step + 1}; lower lr")
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                print(f"judge {cfg.dataset}: step {step + 1}/{cfg.steps} loss {record['loss']:.4f}",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                window = 0.0
-        log.close()
-        wall = time.perf_counter() - start
+            run.end_step(cfg.batch_size, {"loss": loss.detach()}, lr=lr)
+            if run.checkpoint_due:
+                run.save({
+                    "model": net.state_dict(), "optimizer": opt.state_dict(), "augment_rng": generator.get_state(),
+                    "batch_rng": json.dumps(rng.bit_generator.state),
+                })  # fmt: skip
+    if run.progress.step < cfg.steps:
+        return None
+    manifest = _write_judge(net.cpu().float(), cfg, run, measured, readings, heldout, command)
+    shutil.rmtree(run.run_dir, ignore_errors=True)  # the judge holds the log now; nothing is left to resume
+    return manifest
 
+
+def _write_judge(
+    net: JudgeNet, cfg: JudgeConfig, run: Run, dataset: FactorDataset, readings: list[Reading],
+    heldout: np.ndarray, command: str,
+) -> JudgeManifest:  # fmt: skip
+    """Export the trained ``net``, check its parity, measure it on the held-out split and swap it in as ``out``."""
+    out_dir = Path(cfg.out)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".judge-", dir=out_dir.parent))  # beside out: the swap is a rename
+    try:
+        shutil.copyfile(run.run_dir / LOG, staging / TRAINING_LOG)
         net.eval()
-        example = torch.from_numpy(measured.images(heldout[:64]))
+        example = torch.from_numpy(dataset.images(heldout[:64]))
         _export(net, readings, example[:2], staging / JUDGE_ONNX)
         with torch.no_grad():
             expected = [o.numpy() for o in net(example)]
-        config: dict[str, str | int | float | bool] = {**asdict(cfg), "precision_used": "bf16" if use_bf16 else "fp32"}
+        config: dict[str, str | int | float | bool] = {**asdict(cfg), "precision_used": run.hardware["precision"]}
         provisional = JudgeManifest(
             dataset=dataset.name, image_shape=dataset.image_shape, readings=readings,
-            sha256=sha256_of(staging / JUDGE_ONNX), config=config, command=command, steps=cfg.steps,
-            images_seen=cfg.steps * cfg.batch_size, wall_time_s=round(wall, 1), heldout_images=len(heldout),
-            heldout={}, code_version=code_version(),
+            sha256=sha256_of(staging / JUDGE_ONNX), config=config, command=command, steps=run.progress.step,
+            images_seen=run.progress.images_seen, wall_time_s=round(run.progress.wall_time_s, 1),
+            heldout_images=len(heldout), heldout={}, code_version=code_version(),
         )  # fmt: skip
         (staging / JUDGE_JSON).write_text(provisional.model_dump_json(indent=2) + "\n")
         judge = OnnxJudge(staging)
@@ -286,7 +313,7 @@ def train_judge(cfg: JudgeConfig, command: str) -> JudgeManifest:
         diff = max(float(np.abs(got[r.name] - e).max()) for r, e in zip(readings, expected, strict=True))
         if not diff <= PARITY_TOLERANCE:
             raise RuntimeError(f"the ONNX judge differs from torch by {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
-        manifest = provisional.model_copy(update={"heldout": heldout_figures(judge, measured, heldout)})
+        manifest = provisional.model_copy(update={"heldout": heldout_figures(judge, dataset, heldout)})
         manifest = JudgeManifest.model_validate(manifest.model_dump())
         (staging / JUDGE_JSON).write_text(manifest.model_dump_json(indent=2) + "\n")
         (staging / JUDGE_CARD).write_text(card_text(manifest))
