@@ -14,7 +14,7 @@ from training.data.base import FactorDataset, LabelledDataset
 
 
 def test_names_every_source() -> None:
-    assert DATASETS == ("dsprites", "digits", "mnist", "folder")
+    assert DATASETS == ("dsprites", "digits", "handwriting", "mnist", "folder")
 
 
 @pytest.mark.parametrize(("name", "size"), [("dsprites", 737_280), ("digits", 90_720)])
@@ -43,7 +43,7 @@ def test_mnist_is_labelled_but_not_a_grid(tmp_path: Path) -> None:
 
 
 def test_an_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="expected one of dsprites, digits, mnist, folder, got 'cifar'"):
+    with pytest.raises(ValueError, match="expected one of dsprites, digits, handwriting, mnist, folder, got 'cifar'"):
         get_dataset("cifar")
 
 
@@ -52,5 +52,5 @@ def test_unknown_or_missing_parameters_list_the_valid_ones(tmp_path: Path) -> No
         get_dataset("dsprites", size=32)
     with pytest.raises(ValueError, match="'folder': unknown parameter.* colour; valid: root, channels, size"):
         get_dataset("folder", root=str(tmp_path), colour=3)
-    with pytest.raises(ValueError, match="dataset 'mnist': missing parameter.* root; valid: root, split"):
-        get_dataset("mnist")
+    with pytest.raises(ValueError, match="dataset 'folder': missing parameter.* root; valid: root, channels, size"):
+        get_dataset("folder")

@@ -109,7 +109,10 @@ def test_judge_command_trains_exports_and_measures_a_judge(tmp_path: Path, capsy
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--dataset", "mnist"], "dataset: expected one with factors to judge, one of dsprites, digits, got 'mnist'"),
+        (
+            ["--dataset", "mnist"],
+            "dataset: expected one with factors to judge, one of dsprites, digits, handwriting, got 'mnist'",
+        ),
         (["--dataset", "digits", "--steps", "0"], "steps must be a positive integer, got 0"),
         (["--dataset", "digits", "--blur-fraction", "2"], "blur_fraction: expected a number in [0, 1], got 2.0"),
         (["--dataset", "digits", "--precision", "fp8"], "precision must be auto, fp32 or bf16, got 'fp8'"),

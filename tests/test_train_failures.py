@@ -95,8 +95,8 @@ def test_a_failed_start_leaves_the_previous_run_untouched(tmp_path: Path, capsys
     before = snapshot(tmp_path / "kept")
     assert {"config.json", "log.jsonl", "checkpoint.pt"} <= set(before)
 
-    # MNIST without its root, and a model size that does not fit the dataset: both fail at the start.
-    assert main(["fit", "--name", "kept", "--out-dir", str(tmp_path), *TINY, "--dataset", "mnist"]) == 2
+    # A folder without its root, and a model size that does not fit the dataset: both fail at the start.
+    assert main(["fit", "--name", "kept", "--out-dir", str(tmp_path), *TINY, "--dataset", "folder"]) == 2
     assert "missing parameter(s) root" in capsys.readouterr().err
     folder = tmp_path / "images"
     folder.mkdir()

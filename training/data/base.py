@@ -81,6 +81,17 @@ class ImageDataset(ABC):
         m = self.tie_targets(name, np.zeros((1, len(self.factors)), dtype=np.int64)).shape[1]
         return np.zeros((2, m))
 
+    def heldout_split(self) -> ImageDataset | None:
+        """The same source's held-out images, which no model trains on and every figure is measured on (the
+        real glyphs' fixed 1,000); None for a source without one, whose figures are on its own images."""
+        return None
+
+    def labelled_indices(self, fraction: float, rng: np.random.Generator) -> np.ndarray:
+        """The sorted indices of few-label supervision's fixed subset (``label_fraction``): a ``fraction`` of
+        the images. A dataset whose images repeat a smaller set of originals overrides this to count those."""
+        count = max(1, round(fraction * len(self)))
+        return np.sort(rng.choice(len(self), size=count, replace=False))
+
     def info(self) -> DatasetInfo:
         return DatasetInfo(
             name=self.name,

@@ -38,6 +38,26 @@ FIRST_CENTRE, POSITION_SPAN = 20, 24  # px: centres 20, 23, ..., 44, whole pixel
 THICKNESSES = np.array([-1.0, -0.5, 0.0, 0.5])
 
 
+# A digit on this canvas, the factors `digits` and `handwriting` share (the same values, the same units).
+CANVAS_FACTORS = (
+    Factor("digit", list(range(10))),
+    Factor("scale", SCALES.tolist()),
+    Factor("rotation", ROTATIONS.tolist()),
+    Factor("posX", POSITIONS.tolist()),
+    Factor("posY", POSITIONS.tolist()),
+)
+
+
+def position_shift(name: str) -> np.ndarray | None:
+    """``tie_shift`` of a position on this canvas (None for other factors): its target moves 1 / (24 px * the
+    grid's standard deviation) per pixel, its value being the centre, 20 + 24 * value px, standardised over the
+    grid (``tie_targets``)."""
+    if name not in ("posX", "posY"):
+        return None
+    rate = 1 / (POSITION_SPAN * POSITIONS.std())
+    return np.array([[rate], [0.0]] if name == "posX" else [[0.0], [rate]])
+
+
 class Digits(FactorDataset):
     name = "digits"
     image_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
@@ -47,26 +67,15 @@ class Digits(FactorDataset):
         self._sprites = sprites.reshape(-1, SPRITE_SIZE, SPRITE_SIZE)  # (1120, 36, 36)
         centres = FIRST_CENTRE + np.rint(POSITIONS * POSITION_SPAN).astype(np.int64)  # (9,)
         self._corners = centres - SPRITE_SIZE // 2  # a sprite's centre is its own (18, 18)
-        self._factors = [
-            Factor("digit", list(range(10))),
-            Factor("scale", SCALES.tolist()),
-            Factor("rotation", ROTATIONS.tolist()),
-            Factor("posX", POSITIONS.tolist()),
-            Factor("posY", POSITIONS.tolist()),
-            Factor("thickness", THICKNESSES.tolist()),
-        ]
+        self._factors = [*CANVAS_FACTORS, Factor("thickness", THICKNESSES.tolist())]
 
     @property
     def factors(self) -> list[Factor]:
         return self._factors
 
     def tie_shift(self, name: str) -> np.ndarray:
-        """A position's target moves 1 / (24 px * the grid's standard deviation) per pixel: its value is the
-        glyph's centre, 20 + 24 * value px, standardised over the grid (``tie_targets``)."""
-        if name not in ("posX", "posY"):
-            return super().tie_shift(name)
-        rate = 1 / (POSITION_SPAN * POSITIONS.std())
-        return np.array([[rate], [0.0]] if name == "posX" else [[0.0], [rate]])
+        shift = position_shift(name)
+        return super().tie_shift(name) if shift is None else shift
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         classes = self.index_to_factors(indices)  # (B, 6)

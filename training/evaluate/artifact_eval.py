@@ -21,10 +21,11 @@ import numpy as np
 from contract.calibration import latent_for
 from contract.manifest import Calibration, FactorSpec, Manifest
 from training.data import get_dataset
-from training.data.base import FactorDataset, ImageDataset
+from training.data.base import FactorDataset, ImageDataset, LabelledDataset
 from training.evaluate.calibrate import calibrate, calibrate_groups
 from training.evaluate.information import factor_entropies, mutual_information_matrix
 from training.evaluate.judged_synthesis import find_judge, judged_synthesis, without_judged
+from training.evaluate.labelled_calibration import calibrate_labelled, recovery
 from training.evaluate.onnx_model import OnnxModel
 from training.evaluate.source import CodeSource
 from training.evaluate.suite import SUPERVISED_STAGES, EvaluationSettings, Stage, evaluate_representation, no_stage
@@ -90,17 +91,7 @@ def synthesis_quality(
     truth = dataset.render(classes)
     binary = is_binary(truth)
     out = {("synthesis_iou" if binary else "synthesis_corr"): float(agreement(decoded, truth, binary).mean())}
-    mu = model.mean(decoded)  # (n, d)
-    for j, factor in enumerate(calibration.factors):
-        candidates = np.stack(
-            [
-                [latent_for(calibration, {**request, factor.name: v})[factor.dims] for v in factor.values]
-                for request in requests
-            ]
-        )  # (n, V, k)
-        distance = ((mu[:, None, factor.dims] - candidates) ** 2).sum(2)  # (n, V)
-        out[f"recovery.{factor.name}"] = float((distance.argmin(1) == classes[:, j]).mean())
-    return out
+    return {**out, **recovery(model, calibration, requests, classes, decoded)}
 
 
 def evaluate(
@@ -129,6 +120,9 @@ def evaluate(
         metrics["kl_total"] = float(kl.sum())
         metrics["active_dims"] = int(active_dims(kl).sum())
         metrics["tc_estimate"] = total_correlation_estimate(mu, logvar, len(dataset), rng)
+    if isinstance(dataset, LabelledDataset) and dataset.factors:  # labels only: calibrated, no grid metrics
+        found = calibrate_artifact(model, dataset, settings, rng, stage)
+        return Evaluation({**metrics, **found.metrics}, found.calibration, found.mutual_information, found.factor_names)
     if not isinstance(dataset, FactorDataset):
         return Evaluation(metrics, None, None, [])
 
@@ -138,10 +132,18 @@ def evaluate(
 
 
 def calibrate_artifact(
-    model: OnnxModel, dataset: FactorDataset, settings: EvaluationSettings, rng: np.random.Generator, stage: Stage
+    model: OnnxModel,
+    dataset: FactorDataset | LabelledDataset,
+    settings: EvaluationSettings,
+    rng: np.random.Generator,
+    stage: Stage,
 ) -> Evaluation:
-    """The factor calibration, and the synthesis figures read through it (IoU, agreement, recovery)."""
+    """The factor calibration, and the synthesis figures read through it (IoU, agreement, recovery); for a
+    labelled data set that renders no chosen values, the recovery alone (``labelled_calibration``)."""
     stage("calibration")
+    if not isinstance(dataset, FactorDataset):
+        calibration, information, found = calibrate_labelled(model, dataset, settings, rng)
+        return Evaluation(dict(found), calibration, information, [f.name for f in dataset.factors])
     classes = dataset.sample_factors(settings.num_train, rng)
     codes = model.mean(dataset.render(classes))
     information = mutual_information_matrix(codes, classes, settings.bins) / factor_entropies(classes)[None, :]
@@ -172,13 +174,20 @@ def judged_metrics(
     return judged_synthesis(model, dataset, calibration, judge, np.random.default_rng(seed))
 
 
+def evaluation_dataset(manifest: Manifest) -> ImageDataset:
+    """The data an artifact is measured on: its training source's held-out images where it has them (the real
+    glyphs' fixed 1,000, which no zoo model trains on), else the source itself."""
+    dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+    return dataset.heldout_split() or dataset
+
+
 def evaluate_artifact(
     folder: Path, quick: bool = False, seed: int = 0, stage: Stage = no_stage, judges: Path | None = None
 ) -> tuple[Manifest, Evaluation]:
     """Evaluate ``folder``'s artifact; return its manifest with metrics and calibration filled in."""
     model = OnnxModel(folder)
     manifest = model.manifest
-    dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+    dataset = evaluation_dataset(manifest)
     settings = QUICK if quick else EvaluationSettings()
     result = evaluate(model, dataset, settings, np.random.default_rng(seed), stage)
     result.metrics["eval_settings"] = "quick" if quick else "disentanglement_lib"
@@ -197,10 +206,10 @@ def recalibrate_artifact(
     of them. For a change of the calibration rules, without the minutes of a full evaluation."""
     model = OnnxModel(folder)
     manifest = model.manifest
-    dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
-    if not isinstance(dataset, FactorDataset):
-        raise ValueError(f"{folder}: dataset {manifest.dataset.name!r} has no factors to calibrate")
+    dataset = evaluation_dataset(manifest)
     settings = QUICK if quick else EvaluationSettings()
+    if not isinstance(dataset, FactorDataset | LabelledDataset) or not dataset.factors:
+        raise ValueError(f"{folder}: dataset {manifest.dataset.name!r} has no factors to calibrate")
     result = calibrate_artifact(model, dataset, settings, np.random.default_rng(seed), no_stage)
     result.metrics.update(judged_metrics(model, dataset, result.calibration, judges, seed))
     kept = {k: v for k, v in without_judged(manifest.metrics).items() if k not in result.metrics}
@@ -215,7 +224,7 @@ def judge_artifact(folder: Path, judges: Path | None = None, seed: int = 0) -> M
     manifest = model.manifest
     if manifest.calibration is None:
         raise ValueError(f"{folder}: the manifest has no calibration to synthesise from; run `disentangle-train eval`")
-    dataset = get_dataset(manifest.dataset.name, **manifest.dataset.params)
+    dataset = evaluation_dataset(manifest)
     if not isinstance(dataset, FactorDataset) or find_judge(dataset, judges) is None:
         raise ValueError(f"{folder}: no factor judge for dataset {manifest.dataset.name!r} in {judges or 'judges/'}")
     judged = judged_metrics(model, dataset, manifest.calibration, judges, seed)

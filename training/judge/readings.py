@@ -139,7 +139,8 @@ def _dsprites(dataset: FactorDataset) -> list[Reading]:
     ]
 
 
-def _digits(dataset: FactorDataset) -> list[Reading]:
+def _canvas(dataset: FactorDataset) -> list[Reading]:
+    """A digit on the digits canvas: digit, scale, rotation and position (``digits``, ``handwriting``)."""
     from training.data.digits import POSITION_SPAN
 
     values = {f.name: list(f.values) for f in dataset.factors}
@@ -149,11 +150,15 @@ def _digits(dataset: FactorDataset) -> list[Reading]:
         Reading(name="rotation", kind="linear", values=values["rotation"], unit="degrees"),
         Reading(name="posX", kind="linear", values=values["posX"], unit="px", per_unit=POSITION_SPAN),
         Reading(name="posY", kind="linear", values=values["posY"], unit="px", per_unit=POSITION_SPAN),
-        Reading(name="thickness", kind="linear", values=values["thickness"], unit="px"),
     ]
 
 
-_READINGS = {"dsprites": _dsprites, "digits": _digits}
+def _digits(dataset: FactorDataset) -> list[Reading]:
+    values = {f.name: list(f.values) for f in dataset.factors}
+    return [*_canvas(dataset), Reading(name="thickness", kind="linear", values=values["thickness"], unit="px")]
+
+
+_READINGS = {"dsprites": _dsprites, "digits": _digits, "handwriting": _canvas}
 JUDGED_DATASETS = tuple(_READINGS)
 
 

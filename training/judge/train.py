@@ -229,7 +229,14 @@ def train_judge(cfg: JudgeConfig, launch: Launch | bool = False, command: str = 
     dataset = get_dataset(cfg.dataset)
     assert isinstance(dataset, FactorDataset)
     readings = readings_for(dataset)
-    heldout, pool = heldout_indices(len(dataset), cfg.heldout, cfg.seed)
+    # A source with held-out images (the real glyphs) is measured on them and trains on all of its own.
+    measured = dataset.heldout_split() or dataset
+    pool: np.ndarray | None
+    if measured is dataset:
+        heldout, pool = heldout_indices(len(dataset), cfg.heldout, cfg.seed)
+    else:
+        assert isinstance(measured, FactorDataset)
+        heldout, pool = np.sort(np.random.default_rng(cfg.seed).choice(len(measured), cfg.heldout, replace=False)), None
     torch.set_num_threads(cfg.threads)
     # --overwrite replaces the judge in `out`; a resumed run keeps its own folder.
     run = Run(cfg, replace(launch, overwrite=launch.overwrite and not launch.resume), distributed=False)
@@ -248,7 +255,11 @@ def train_judge(cfg: JudgeConfig, launch: Launch | bool = False, command: str = 
     with run.started():
         net.train()
         for step in run.steps():
-            indices = rng.choice(pool, size=cfg.batch_size)
+            indices = (
+                rng.choice(pool, size=cfg.batch_size)
+                if pool is not None
+                else rng.integers(0, len(dataset), cfg.batch_size)
+            )
             classes = dataset.index_to_factors(indices)  # (B, F)
             x = augment(torch.from_numpy(dataset.images(indices)), cfg, generator)  # (B, C, 64, 64)
             with run.autocast:
@@ -269,7 +280,7 @@ def train_judge(cfg: JudgeConfig, launch: Launch | bool = False, command: str = 
                 })  # fmt: skip
     if run.progress.step < cfg.steps:
         return None
-    manifest = _write_judge(net.cpu().float(), cfg, run, dataset, readings, heldout, command)
+    manifest = _write_judge(net.cpu().float(), cfg, run, measured, readings, heldout, command)
     shutil.rmtree(run.run_dir, ignore_errors=True)  # the judge holds the log now; nothing is left to resume
     return manifest
 
