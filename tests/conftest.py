@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,23 @@ def digits_joint_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy_artifact(REPO / "models" / "digits_joint_vae", root, "digits_joint_vae")
     copy_artifact(REPO / "models" / "digits_joint_vae", root, "uncalibrated", lambda m: m.update(calibration=None))
     return root
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    """Debian's Chromium, which the page tests drive (scripts/install-test-tools.sh installs it)."""
+    from page_harness import CHROMIUM, chromium
+
+    path = chromium()
+    if path is None:
+        pytest.skip(f"{CHROMIUM} is missing and scripts/install-test-tools.sh could not install it (needs root, apt)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Any]:
+    """One headless Chromium per test module; each test opens its own context (page_harness.tab_without_errors)."""
+    from page_harness import launched
+
+    with launched(chromium_path) as launched_browser:
+        yield launched_browser

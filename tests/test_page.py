@@ -20,10 +20,7 @@ import numpy as np
 import onnxruntime
 import pytest
 from page_harness import (
-    CHROMIUM,
     PNG_DATA_URL,
-    chromium,
-    launched,
     pixels_of,
     sent_json,
     tab_without_errors,
@@ -43,14 +40,6 @@ CALIBRATION_SAMPLES = 2000  # covers each of dSprites' 40 orientations and 32 po
 
 # dSprites factor classes: heart, largest scale, orientation 0, left of centre, low
 HEART = [2, 5, 0, 8, 24]
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    path = chromium()
-    if path is None:
-        pytest.skip(f"{CHROMIUM} is missing and scripts/install-test-tools.sh could not install it (needs root, apt)")
-    return path
 
 
 def dsprites_png(classes: list[int]) -> bytes:
@@ -85,12 +74,6 @@ def url(smoke_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def http(url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Browser]:
-    with launched(chromium_path) as launched_browser:
-        yield launched_browser
 
 
 @pytest.fixture

@@ -19,10 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from page_harness import (
-    CHROMIUM,
     PNG_DATA_URL,
-    chromium,
-    launched,
     pixels_of,
     sent_json,
     tab_without_errors,
@@ -45,14 +42,6 @@ SEVEN = [7, 3, 3, 4, 2, 2]  # digits factor classes: a 7, full size, upright, ce
 
 
 @pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    path = chromium()
-    if path is None:
-        pytest.skip(f"{CHROMIUM} is missing and scripts/install-test-tools.sh could not install it (needs root, apt)")
-    return path
-
-
-@pytest.fixture(scope="module")
 def url(joint_artifact: Path, infogan_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("page-classes") / "models"
     copy_artifact(joint_artifact, root, JOINT)
@@ -67,12 +56,6 @@ def url(joint_artifact: Path, infogan_artifact: Path, tmp_path_factory: pytest.T
 def http(url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, timeout=30) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Browser]:
-    with launched(chromium_path) as launched_browser:
-        yield launched_browser
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from page_harness import CHROMIUM, PNG_DATA_URL, chromium, launched, pixels_of, tab_without_errors, wait_until
+from page_harness import PNG_DATA_URL, pixels_of, tab_without_errors, wait_until
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 from service_harness import REPO, serve
 
@@ -30,14 +30,6 @@ STEPS = 8  # pointer moves per segment
 
 
 @pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    path = chromium()
-    if path is None:
-        pytest.skip(f"{CHROMIUM} is missing and scripts/install-test-tools.sh could not install it (needs root, apt)")
-    return path
-
-
-@pytest.fixture(scope="module")
 def url(digits_joint_models: Path) -> Iterator[str]:
     with serve(digits_joint_models, default_model=MODEL) as base:
         yield base
@@ -47,12 +39,6 @@ def url(digits_joint_models: Path) -> Iterator[str]:
 def http(url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, timeout=30) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Browser]:
-    with launched(chromium_path) as launched_browser:
-        yield launched_browser
 
 
 @pytest.fixture

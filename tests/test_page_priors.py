@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from page_harness import CHROMIUM, chromium, launched, sent_json, tab_without_errors
+from page_harness import sent_json, tab_without_errors
 from PIL import Image
 from playwright.sync_api import Browser, FilePayload, Page, ViewportSize, expect
 from service_harness import GAN, REPO, copy_artifact, priors_folder, serve
@@ -32,15 +32,6 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     copy_artifact(REPO / "models" / "dsprites_vae", folder, ODD, uniform)
     with serve(folder) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    path = chromium()
-    if path is None:
-        pytest.skip(f"{CHROMIUM} is missing and scripts/install-test-tools.sh could not install it (needs root, apt)")
-    with launched(path) as launched_browser:
-        yield launched_browser
 
 
 @pytest.fixture
