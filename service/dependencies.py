@@ -48,8 +48,7 @@ def check_api_key(settings: Settings, token: str | None) -> None:
             "none",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    # Constant-time comparison, so response timing does not leak how much of a guess was right.
-    if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
+    if not _matches(settings, token):
         raise Unauthorized(
             "Authorization",
             "the service's API key",
@@ -58,12 +57,16 @@ def check_api_key(settings: Settings, token: str | None) -> None:
         )
 
 
+def _matches(settings: Settings, token: str | None) -> bool:
+    """Whether ``token`` is the key set. Constant-time, so response timing does not leak how much of a guess was
+    right."""
+    assert settings.api_key is not None
+    return token is not None and hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode())
+
+
 def key_given(settings: Settings, authorization: str | None) -> bool:
     """Whether a request may see what the key guards: no key is set, or its Authorization carries it."""
-    if settings.api_key is None:
-        return True
-    token = bearer_token(authorization)
-    return token is not None and hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode())
+    return settings.api_key is None or _matches(settings, bearer_token(authorization))
 
 
 async def require_api_key(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from service_harness import REPO
 
 from contract.calibration import FactorRequestError, latent_for
 from contract.editing import edited, factors_of, group_dims
 from contract.manifest import Calibration, FactorCalibration, read_manifest
-from tests.service_harness import REPO
 
 # posX on two dims (a straight code curve, its codes out of value order on purpose); rotation on one.
 CALIBRATION = Calibration(

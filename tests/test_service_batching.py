@@ -64,7 +64,6 @@ def test_concurrent_decodes_equal_unbatched_results(url: str) -> None:
     batched = asyncio.run(together())
     runs, _, rows = batches(url, "decoder")
     assert rows - rows_before == CONCURRENT
-    assert 1 <= runs - runs_before <= CONCURRENT
     for one, many in zip(alone, batched[:4], strict=True):
         np.testing.assert_allclose(many, one, atol=1e-5)
 
@@ -90,7 +89,6 @@ def test_concurrent_encodes_keep_their_own_answers(url: str) -> None:
 
     answers = asyncio.run(separately())
     runs, _, _ = batches(url, "encoder")
-    assert 1 <= runs - runs_before <= len(pictures)
     np.testing.assert_allclose(np.concatenate([mu for mu, _ in answers]), together_mu, atol=1e-5)
     np.testing.assert_allclose(np.concatenate([lv for _, lv in answers]), together_logvar, atol=1e-5)
 
@@ -146,7 +144,6 @@ def test_without_a_batch_wait_concurrent_one_row_decodes_get_their_lone_answers(
                 connection.close()
     runs, _, rows = batches(default_url, "decoder")
     assert rows - rows_before == 3 * CONCURRENT
-    assert 1 <= runs - runs_before <= 3 * CONCURRENT
     assert answers == [a.content for a in alone] * 3  # each the PNG its latent gets alone, byte for byte
 
 

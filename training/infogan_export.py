@@ -11,7 +11,6 @@ ranges (traversals, sliders, the service's bounds) stay on the codes G was train
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +84,7 @@ def adapter(state: dict, run_dir: Path) -> ExportAdapter:
     dataset = get_dataset(cfg.dataset, **cfg.dataset_params)
     model = build_infogan(cfg, dataset)
     model.load_state_dict(state["model"])
-    model = fold_spectral_norm(copy.deepcopy(model).to("cpu").float().eval())
+    model = fold_spectral_norm(model.to("cpu").float().eval())  # built here: nobody else holds it
     return ExportAdapter(
         encoder=_QEncoder(model),
         decoder=_GDecoder(model),

@@ -249,7 +249,7 @@ def make_optimizer(
 
 def changed_settings(saved: dict[str, Any], current: dict[str, Any], free: frozenset[str]) -> dict[str, tuple]:
     """Settings whose value differs between a checkpoint's config and this run's, except the ``free`` ones. A
-    setting the checkpoint lacks (added since) counts as changed only when this run sets it off its default."""
+    setting the checkpoint lacks (added since) does not count: the checkpoint's run had no such choice."""
     return {k: (saved.get(k), v) for k, v in current.items() if k not in free and k in saved and saved[k] != v}
 
 

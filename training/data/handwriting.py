@@ -192,9 +192,9 @@ class Handwriting(FactorDataset):
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         indices = as_indices(indices, len(self))
-        _, scale, rotation, pos_x, pos_y = self.index_to_factors(indices).T
+        digit, scale, rotation, pos_x, pos_y = self.index_to_factors(indices).T
         centre = FIRST_CENTRE + POSITION_SPAN * np.stack([POSITIONS[pos_x], POSITIONS[pos_y]], axis=1)  # (B, 2) x, y
         scale_px = SCALES[scale] * HEIGHT / BOX
-        glyph = self.glyph_index(indices)  # (B,)
+        glyph = self._glyph_of[digit, indices % self._writers]  # (B,) as glyph_index, decoded once
         placed = place_glyphs(self._glyphs[glyph], scale_px, ROTATIONS[rotation], centre, self._centroids[glyph])
         return placed[:, None]  # (B, 1, 64, 64)

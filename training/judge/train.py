@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from contract.manifest import sha256_of
 from contract.tensors import IMAGE
-from training.artifact import OPSET
+from training.artifact import onnx_export
 from training.checkpoints import LOG
 from training.data import get_dataset
 from training.data.base import FactorDataset
@@ -174,16 +174,6 @@ def heldout_figures(judge: OnnxJudge, dataset: FactorDataset, indices: np.ndarra
     }
 
 
-def _export(net: JudgeNet, readings: list[Reading], example: torch.Tensor, path: Path) -> None:
-    names = [r.name for r in readings]
-    dynamic = {name: {0: "batch"} for name in [IMAGE, *names]}
-    # The TorchScript exporter needs only the `onnx` package, as for the model artifacts (training/artifact.py).
-    torch.onnx.export(
-        net, (example,), str(path), input_names=[IMAGE], output_names=names,
-        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
-    )  # fmt: skip
-
-
 def card_text(manifest: JudgeManifest) -> str:
     splits = list(manifest.heldout)
     lines = [
@@ -297,7 +287,7 @@ def _write_judge(
         shutil.copyfile(run.run_dir / LOG, staging / TRAINING_LOG)
         net.eval()
         example = torch.from_numpy(dataset.images(heldout[:64]))
-        _export(net, readings, example[:2], staging / JUDGE_ONNX)
+        onnx_export(net, example[:2], staging / JUDGE_ONNX, [IMAGE], [r.name for r in readings])
         with torch.no_grad():
             expected = [o.numpy() for o in net(example)]
         config: dict[str, str | int | float | bool] = {**asdict(cfg), "precision_used": run.hardware["precision"]}
